@@ -1,0 +1,218 @@
+"""Entity and attribute resources (GS CIM 009 5.6.1-5.6.6, 5.6.17-5.6.19, 5.6.21, 5.7.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from citytwin.api import params
+from citytwin.api.negotiation import GEO_JSON, accept, json_response
+from citytwin.api.state import body_and_context, request_context, state, tenant_of
+from citytwin.broker import Purge
+from citytwin.errors import BadRequestData, ResourceNotFound
+from citytwin.model.context import Context
+from citytwin.model.render import View, render_entity, render_feature
+from citytwin.model.update import Outcome
+from citytwin.model.validate import check_uri
+
+NO_CONTENT = 204
+_RETRIEVE = params.VIEW_PARAMS | {"type", "datasetId", "join", "joinLevel", "containedBy"}
+_QUERY = _RETRIEVE | {"id", "idPattern", "q", "scopeQ", "georel", "geometry", "coordinates",
+                      "geoproperty", "csf", "limit", "offset", "count", "orderBy", "collation",
+                      "expandValues", "jsonKeys", "entityMap", "doNotCompact"}  # fmt: skip
+
+
+def _entity_id(request: Request) -> str:
+    return request.path_params["entity_id"]
+
+
+def _empty(status: int = NO_CONTENT, headers: dict[str, str] | None = None) -> Response:
+    return Response(status_code=status, headers=headers)
+
+
+def represent(entity: dict[str, Any], ctx: Context, view: View, media: str) -> dict[str, Any]:
+    if media == GEO_JSON:
+        return render_feature(entity, ctx, view)
+    return render_entity(entity, ctx, view)
+
+
+async def create_entity(request: Request) -> Response:
+    """5.6.1: POST /entities."""
+    params.check_params(request, {"local"})
+    body, ctx = await body_and_context(request)
+    entity_id = await state(request).broker.create_entity(tenant_of(request), body.data, ctx)
+    return _empty(201, {"Location": f"/ngsi-ld/v1/entities/{entity_id}"})
+
+
+async def retrieve_entity(request: Request) -> Response:
+    """5.7.1: GET /entities/{entityId}."""
+    params.check_params(request, _RETRIEVE)
+    media = accept(request, geo=True)
+    view = params.view(request)
+    ctx = await request_context(request)
+    entity = await state(request).broker.get_entity(tenant_of(request), _entity_id(request))
+    _check_type(entity, params.csv(request, "type"), ctx)
+    return json_response(represent(entity, ctx, view, media), media=media, ctx=ctx)
+
+
+def _check_type(entity: dict[str, Any], types: list[str] | None, ctx: Context) -> None:
+    if types and not {ctx.expand(t) for t in types} & set(entity["type"]):
+        raise ResourceNotFound(f"entity {entity['id']} is not of type {','.join(types)}")
+
+
+async def query_entities(request: Request) -> Response:
+    """5.7.2 (basic form: type, id, idPattern, pick/omit, limit/offset/count)."""
+    params.check_params(request, _QUERY)
+    media = accept(request, geo=True)
+    view = params.view(request)
+    ctx = await request_context(request)
+    app = state(request)
+    what = _purge_filter(request, ctx)
+    limit = _int(request, "limit", app.settings.default_limit)
+    offset = _int(request, "offset", 0)
+    if (
+        what.types is None
+        and what.ids is None
+        and what.id_pattern is None
+        and not (request.query_params.get("q") or request.query_params.get("georel"))
+    ):
+        raise BadRequestData("a query needs at least one of type, id, idPattern, q or georel")
+    entities = await app.broker.entities(tenant_of(request))
+    found = [e for e in entities if what.matches(e["id"], e["type"])]
+    page = [represent(e, ctx, view, media) for e in found[offset : offset + limit]]
+    headers = {}
+    if params.flag(request, "count"):
+        headers["NGSILD-Results-Count"] = str(len(found))
+    if media == GEO_JSON:
+        data: Any = {"type": "FeatureCollection", "features": page}
+        return json_response(data, media=media, ctx=ctx, headers=headers)
+    return json_response(page, media=media, ctx=ctx, headers=headers)
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise BadRequestData(f"{name} must be a non-negative integer")
+    return int(raw)
+
+
+async def delete_entity(request: Request) -> Response:
+    """5.6.6: DELETE /entities/{entityId}."""
+    params.check_params(request, {"type", "local", "via"})
+    await state(request).broker.delete_entity(tenant_of(request), _entity_id(request))
+    return _empty()
+
+
+async def merge_entity(request: Request) -> Response:
+    """5.6.17: PATCH /entities/{entityId} (also application/merge-patch+json)."""
+    params.check_params(request, {"type", "local", "options", "observedAt", "lang", "format"})
+    body, ctx = await body_and_context(request, merge=True)
+    broker = state(request).broker
+    await broker.merge_entity(tenant_of(request), _entity_id(request), body.data, ctx)
+    return _empty()
+
+
+async def replace_entity(request: Request) -> Response:
+    """5.6.18: PUT /entities/{entityId}."""
+    params.check_params(request, {"type", "local", "options", "lang", "format"})
+    body, ctx = await body_and_context(request)
+    broker = state(request).broker
+    await broker.replace_entity(tenant_of(request), _entity_id(request), body.data, ctx)
+    return _empty()
+
+
+async def append_attrs(request: Request) -> Response:
+    """5.6.3: POST /entities/{entityId}/attrs."""
+    params.check_params(request, {"options", "type", "local"})
+    no_overwrite = "noOverwrite" in params.options(request)
+    body, ctx = await body_and_context(request)
+    broker = state(request).broker
+    outcome = await broker.append_attrs(
+        tenant_of(request), _entity_id(request), body.data, ctx, no_overwrite
+    )
+    return _update_result(outcome, ctx)
+
+
+async def update_attrs(request: Request) -> Response:
+    """5.6.2: PATCH /entities/{entityId}/attrs."""
+    params.check_params(request, {"options", "type", "local"})
+    body, ctx = await body_and_context(request)
+    broker = state(request).broker
+    outcome = await broker.update_attrs(tenant_of(request), _entity_id(request), body.data, ctx)
+    return _update_result(outcome, ctx)
+
+
+def _update_result(outcome: Outcome, ctx: Context) -> Response:
+    """204 when every attribute was written, else 207 with an UpdateResult (5.2.18)."""
+    if not outcome.not_updated:
+        return _empty()
+    result = {
+        "updated": list(dict.fromkeys(ctx.compact(n) for n in outcome.updated)),
+        "notUpdated": [
+            {"attributeName": ctx.compact(name), "reason": reason}
+            for name, reason in outcome.not_updated
+        ],
+    }
+    return json_response(result, 207)
+
+
+async def partial_update(request: Request) -> Response:
+    """5.6.4: PATCH /entities/{entityId}/attrs/{attrId}."""
+    params.check_params(request, {"type", "local", "options"})
+    body, ctx = await body_and_context(request)
+    await state(request).broker.partial_update(
+        tenant_of(request), _entity_id(request), request.path_params["attr"], body.data, ctx
+    )
+    return _empty()
+
+
+async def replace_attr(request: Request) -> Response:
+    """5.6.19: PUT /entities/{entityId}/attrs/{attrId}."""
+    params.check_params(request, {"type", "local"})
+    body, ctx = await body_and_context(request)
+    await state(request).broker.replace_attr(
+        tenant_of(request), _entity_id(request), request.path_params["attr"], body.data, ctx
+    )
+    return _empty()
+
+
+async def delete_attr(request: Request) -> Response:
+    """5.6.5: DELETE /entities/{entityId}/attrs/{attrId}."""
+    params.check_params(request, {"datasetId", "deleteAll", "type", "local", "lang"})
+    ctx = await request_context(request)
+    await state(request).broker.delete_attr(
+        tenant_of(request),
+        _entity_id(request),
+        request.path_params["attr"],
+        ctx,
+        dataset_id=request.query_params.get("datasetId"),
+        delete_all=params.flag(request, "deleteAll"),
+    )
+    return _empty()
+
+
+async def purge_entities(request: Request) -> Response:
+    """5.6.21: DELETE /entities, for the entities a filter selects."""
+    params.check_params(request, {"type", "id", "idPattern", "q", "scopeQ", "local", "via"})
+    ctx = await request_context(request)
+    what = _purge_filter(request, ctx)
+    if what.types is None and what.ids is None and what.id_pattern is None:
+        raise BadRequestData("purge needs at least one of type, id or idPattern")
+    await state(request).broker.purge(tenant_of(request), what)
+    return _empty()
+
+
+def _purge_filter(request: Request, ctx: Context) -> Purge:
+    types = params.csv(request, "type")
+    ids = params.csv(request, "id")
+    for entity_id in ids or []:
+        check_uri(entity_id, "id")
+    return Purge(
+        types=frozenset(ctx.expand(t) for t in types) if types else None,
+        ids=frozenset(ids) if ids else None,
+        id_pattern=request.query_params.get("idPattern"),
+    )

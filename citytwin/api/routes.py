@@ -1,0 +1,76 @@
+"""The routes table: every NGSI-LD resource under /ngsi-ld/v1, collections with and without '/'."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from citytwin.api import batch, contexts, entities
+from citytwin.errors import MethodNotAllowed
+
+BASE = "/ngsi-ld/v1"
+Endpoint = Callable[[Request], Awaitable[Response]]
+_ALL = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _collection(path: str, methods: dict[str, Endpoint]) -> list[BaseRoute]:
+    """A collection answers both /path and /path/ (clients and the ETSI suite use both)."""
+    return [_route(p, methods) for p in (path, path + "/")]
+
+
+def _route(path: str, methods: dict[str, Endpoint]) -> BaseRoute:
+    allow = ", ".join(methods)
+
+    async def dispatch(request: Request) -> Response:
+        handler = methods.get(request.method)
+        if handler is None:
+            raise MethodNotAllowed(f"{request.method} is not supported on {path}", allow=allow)
+        return await handler(request)
+
+    return Route(BASE + path, dispatch, methods=_ALL)
+
+
+def routes() -> list[BaseRoute]:
+    e = entities
+    table = [
+        *_collection(
+            "/entities",
+            {"POST": e.create_entity, "GET": e.query_entities, "DELETE": e.purge_entities},
+        ),
+        _route(
+            "/entities/{entity_id}",
+            {
+                "GET": e.retrieve_entity,
+                "DELETE": e.delete_entity,
+                "PATCH": e.merge_entity,
+                "PUT": e.replace_entity,
+            },
+        ),
+        *_collection(
+            "/entities/{entity_id}/attrs", {"POST": e.append_attrs, "PATCH": e.update_attrs}
+        ),
+        _route(
+            "/entities/{entity_id}/attrs/{attr}",
+            {"PATCH": e.partial_update, "PUT": e.replace_attr, "DELETE": e.delete_attr},
+        ),
+        *_collection(
+            "/jsonldContexts", {"POST": contexts.add_context, "GET": contexts.list_contexts}
+        ),
+        _route(
+            "/jsonldContexts/{context_id:path}",
+            {"GET": contexts.serve_context, "DELETE": contexts.delete_context},
+        ),
+    ]
+    for op in batch.OPERATIONS:
+        table += _collection(f"/entityOperations/{op}", {"POST": _batch(op)})
+    return table
+
+
+def _batch(op: str) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        return await batch.batch(request, op)
+
+    return endpoint

@@ -1,0 +1,40 @@
+"""What every handler needs from the application: broker, contexts, settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from citytwin.api.negotiation import Body, link_context, read_body, tenant_of
+from citytwin.broker import Broker
+from citytwin.contexts import ContextResolver
+from citytwin.model.context import Context
+from citytwin.settings import Settings
+
+
+@dataclass
+class AppState:
+    broker: Broker
+    contexts: ContextResolver
+    settings: Settings
+
+
+def state(request: Request) -> AppState:
+    return request.app.state.citytwin
+
+
+async def request_context(request: Request, body: Body | None = None) -> Context:
+    """The processed @context of a request: from its body, else its Link header, else core."""
+    source: Any = body.context if body is not None else link_context(request)
+    return await state(request).contexts.resolve(source)
+
+
+async def body_and_context(request: Request, merge: bool = False) -> tuple[Body, Context]:
+    settings = state(request).settings
+    body = await read_body(request, settings.max_body_bytes, settings.max_json_depth, merge)
+    return body, await request_context(request, body)
+
+
+__all__ = ["AppState", "body_and_context", "request_context", "state", "tenant_of"]

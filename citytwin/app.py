@@ -1,0 +1,76 @@
+"""create_app(settings) -> the Starlette application; the lifespan opens and closes the store."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from citytwin.api.routes import routes
+from citytwin.api.state import AppState
+from citytwin.broker import Broker
+from citytwin.contexts import ContextResolver
+from citytwin.errors import InternalError, NgsiError, ResourceNotFound
+from citytwin.settings import Settings
+from citytwin.store import open_store
+
+log = logging.getLogger("citytwin")
+
+
+def problem_response(exc: NgsiError) -> Response:
+    """The one place an error becomes a response: ProblemDetails (6.3.2)."""
+    headers = {"Allow": exc.extra["allow"]} if "allow" in exc.extra else None
+    body = {k: v for k, v in exc.problem().items() if k != "allow"}
+    return Response(orjson.dumps(body), exc.status, headers, media_type="application/json")
+
+
+async def _ngsi_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NgsiError)
+    return problem_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return problem_response(ResourceNotFound(f"no resource at {request.url.path}"))
+    error = NgsiError(exc.detail)
+    error.status = exc.status_code
+    return problem_response(error)
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(InternalError(f"{type(exc).__name__}: {exc}"))
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = open_store(settings.database)
+        await store.open()
+        resolver = ContextResolver(settings.base_url, settings.context_timeout)
+        app.state.citytwin = AppState(Broker(store), resolver, settings)
+        try:
+            yield
+        finally:
+            await resolver.close()
+            await store.close()
+
+    return Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers={NgsiError: _ngsi_error, HTTPException: _http_error, Exception: _crash},
+    )
+
+
+def app_from_env() -> Starlette:
+    """Factory for uvicorn workers: settings come from CITYTWIN_* variables."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,339 @@
+"""The single read/write service: model logic composed with the store (DESIGN.md data flow).
+
+Every writer (HTTP, devices, simulator, CLI) goes through Broker. Bodies are parsed and validated
+before the store is touched, and each write is a pure function of the entity's current state run
+inside the store's transaction, so a failing request leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from citytwin.errors import (
+    AlreadyExists,
+    BadRequestData,
+    NgsiError,
+    NonexistentTenant,
+    ResourceNotFound,
+)
+from citytwin.model import update
+from citytwin.model.context import Context
+from citytwin.model.entity import (
+    NULL,
+    Entity,
+    parse_attribute,
+    parse_attributes,
+    parse_entity,
+    parse_types,
+)
+from citytwin.model.validate import check_name, check_scope, check_uri
+from citytwin.store.base import Change, MutateFn, Purge, Store
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class BatchResult:
+    """5.6.7-5.6.10: ids that succeeded (and which were created), and per-entity errors."""
+
+    success: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    errors: list[tuple[str | None, NgsiError]] = field(default_factory=list)
+
+
+class Broker:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    async def require_tenant(self, tenant: str) -> None:
+        if not await self.store.tenant_exists(tenant):
+            raise NonexistentTenant(f"tenant {tenant!r} does not exist")
+
+    async def get_entity(self, tenant: str, entity_id: str) -> Entity:
+        check_uri(entity_id, "entity id")
+        await self.require_tenant(tenant)
+        entity = await self.store.get(tenant, entity_id)
+        if entity is None:
+            raise ResourceNotFound(f"entity {entity_id} does not exist")
+        return entity
+
+    async def entities(self, tenant: str) -> list[Entity]:
+        await self.require_tenant(tenant)
+        return await self.store.scan(tenant)
+
+    # -- single-entity writes --------------------------------------------------------------------
+
+    async def _one(self, tenant: str, entity_id: str, fn: MutateFn) -> Any:
+        (result,) = await self.store.mutate(tenant, [(entity_id, fn)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def create_entity(self, tenant: str, body: Any, ctx: Context) -> str:
+        """5.6.1: a new entity; AlreadyExists if the id is taken."""
+        entity = parse_entity(body, ctx, now())
+        await self._one(tenant, entity["id"], _create(entity))
+        return entity["id"]
+
+    async def delete_entity(self, tenant: str, entity_id: str) -> None:
+        """5.6.6."""
+        check_uri(entity_id, "entity id")
+        await self._one(tenant, entity_id, _existing(lambda e: Change(None)))
+
+    async def merge_entity(self, tenant: str, entity_id: str, body: Any, ctx: Context) -> None:
+        """5.6.17: merge-patch; urn:ngsi-ld:null (or JSON null) deletes an attribute."""
+        check_uri(entity_id, "entity id")
+        patch = _parse_fragment_entity(_nulls_to_ngsi(body), ctx, entity_id)
+        stamp = now()
+        await self._one(
+            tenant, entity_id, _existing(lambda e: Change(update.merge_entity(e, patch, stamp)))
+        )
+
+    async def replace_entity(self, tenant: str, entity_id: str, body: Any, ctx: Context) -> None:
+        """5.6.18: everything but the id and createdAt is replaced."""
+        check_uri(entity_id, "entity id")
+        new = parse_entity(body, ctx, now(), need_id=False)
+        if new["id"] not in (None, entity_id):
+            raise BadRequestData("the body's id differs from the entity id in the path")
+        stamp = now()
+        await self._one(
+            tenant, entity_id, _existing(lambda e: Change(update.replace_entity(e, new, stamp)))
+        )
+
+    async def append_attrs(
+        self, tenant: str, entity_id: str, body: Any, ctx: Context, no_overwrite: bool
+    ) -> update.Outcome:
+        """5.6.3."""
+        attrs = _parse_fragment(entity_id, body, ctx)
+        stamp = now()
+        return await self._one(
+            tenant,
+            entity_id,
+            _outcome(lambda e: update.append_attrs(e, attrs, stamp, no_overwrite)),
+        )
+
+    async def update_attrs(
+        self, tenant: str, entity_id: str, body: Any, ctx: Context
+    ) -> update.Outcome:
+        """5.6.2."""
+        attrs = _parse_fragment(entity_id, body, ctx)
+        stamp = now()
+        return await self._one(
+            tenant, entity_id, _outcome(lambda e: update.update_attrs(e, attrs, stamp))
+        )
+
+    async def partial_update(
+        self, tenant: str, entity_id: str, attr: str, body: Any, ctx: Context
+    ) -> None:
+        """5.6.4."""
+        name, instances = _parse_one_attribute(entity_id, attr, body, ctx)
+        stamp = now()
+        await self._one(
+            tenant,
+            entity_id,
+            _existing(lambda e: Change(update.partial_update(e, name, instances, stamp))),
+        )
+
+    async def replace_attr(
+        self, tenant: str, entity_id: str, attr: str, body: Any, ctx: Context
+    ) -> None:
+        """5.6.19."""
+        name, instances = _parse_one_attribute(entity_id, attr, body, ctx)
+        stamp = now()
+        await self._one(
+            tenant,
+            entity_id,
+            _existing(lambda e: Change(update.replace_attr(e, name, instances, stamp))),
+        )
+
+    async def delete_attr(
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str,
+        ctx: Context,
+        dataset_id: str | None = None,
+        delete_all: bool = False,
+    ) -> None:
+        """5.6.5."""
+        check_uri(entity_id, "entity id")
+        name = ctx.expand(check_name(attr))
+        if dataset_id is not None:
+            check_uri(dataset_id, "datasetId")
+        stamp = now()
+        await self._one(
+            tenant,
+            entity_id,
+            _existing(lambda e: Change(update.delete_attr(e, name, dataset_id, delete_all, stamp))),
+        )
+
+    # -- batch operations (5.6.7-5.6.10, 5.6.20) ---------------------------------------------------
+
+    async def batch(
+        self, tenant: str, op: str, items: Sequence[tuple[Any, Context]], options: frozenset[str]
+    ) -> BatchResult:
+        """Each entity succeeds or fails whole; all successes are committed together."""
+        result = BatchResult()
+        ops: list[tuple[str, MutateFn]] = []
+        stamp = now()
+        for body, ctx in items:
+            try:
+                ops.append(_BATCH[op](body, ctx, stamp, options))
+            except NgsiError as exc:
+                result.errors.append((_id_of(body), exc))
+        outcomes = await self.store.mutate(tenant, ops) if ops else []
+        for (entity_id, _), outcome in zip(ops, outcomes, strict=True):
+            if isinstance(outcome, NgsiError):
+                result.errors.append((entity_id, outcome))
+            elif isinstance(outcome, Exception):
+                raise outcome
+            else:
+                result.success.append(entity_id)
+                if outcome == "created":
+                    result.created.append(entity_id)
+        return result
+
+    async def purge(self, tenant: str, what: Purge) -> int:
+        """5.6.21: delete every entity matching the filter."""
+        await self.require_tenant(tenant)
+        return await self.store.purge(tenant, what)
+
+
+# -- mutation functions: pure, run inside the store's transaction ---------------------------------
+
+
+def _create(entity: Entity) -> MutateFn:
+    def fn(current: Entity | None) -> Change:
+        if current is not None:
+            raise AlreadyExists(f"entity {entity['id']} already exists")
+        return Change(entity, "created")
+
+    return fn
+
+
+def _existing(fn: Callable[[Entity], Change]) -> MutateFn:
+    def guarded(current: Entity | None) -> Change:
+        if current is None:
+            raise ResourceNotFound("entity does not exist")
+        return fn(current)
+
+    return guarded
+
+
+def _outcome(fn: Callable[[Entity], update.Outcome]) -> MutateFn:
+    def run(entity: Entity) -> Change:
+        outcome = fn(entity)
+        return Change(outcome.entity, outcome, write=bool(outcome.updated))
+
+    return _existing(run)
+
+
+def _upsert(entity: Entity, stamp: str, mode_update: bool) -> MutateFn:
+    def fn(current: Entity | None) -> Change:
+        if current is None:
+            return Change(entity, "created")
+        if mode_update:
+            return Change(update.upsert_update(current, entity, stamp), "updated")
+        return Change(update.replace_entity(current, entity, stamp), "updated")
+
+    return fn
+
+
+def _batch_create(body: Any, ctx: Context, stamp: str, options: frozenset[str]) -> Any:
+    entity = parse_entity(body, ctx, stamp)
+    return entity["id"], _create(entity)
+
+
+def _batch_upsert(body: Any, ctx: Context, stamp: str, options: frozenset[str]) -> Any:
+    entity = parse_entity(body, ctx, stamp)
+    return entity["id"], _upsert(entity, stamp, "update" in options)
+
+
+def _batch_update(body: Any, ctx: Context, stamp: str, options: frozenset[str]) -> Any:
+    entity = _parse_batch_fragment(body, ctx)
+    keep = "noOverwrite" in options
+
+    def fn(current: Entity) -> Change:
+        outcome = update.append_attrs(current, entity["attrs"], stamp, keep)
+        return Change(outcome.entity, "updated")
+
+    return entity["id"], _existing(fn)
+
+
+def _batch_merge(body: Any, ctx: Context, stamp: str, options: frozenset[str]) -> Any:
+    entity = _parse_batch_fragment(_nulls_to_ngsi(body), ctx)
+    return entity["id"], _existing(lambda e: Change(update.merge_entity(e, entity, stamp)))
+
+
+def _batch_delete(body: Any, ctx: Context, stamp: str, options: frozenset[str]) -> Any:
+    return check_uri(body, "entity id"), _existing(lambda e: Change(None))
+
+
+_BATCH = {
+    "create": _batch_create,
+    "upsert": _batch_upsert,
+    "update": _batch_update,
+    "merge": _batch_merge,
+    "delete": _batch_delete,
+}
+
+
+def _id_of(body: Any) -> str | None:
+    if isinstance(body, dict):
+        ident = body.get("id", body.get("@id"))
+        return ident if isinstance(ident, str) else None
+    return body if isinstance(body, str) else None
+
+
+def _parse_batch_fragment(body: Any, ctx: Context) -> Entity:
+    if not isinstance(body, dict):
+        raise BadRequestData("each entity of a batch is a JSON object")
+    entity_id = check_uri(body.get("id", body.get("@id")), "entity id")
+    return _parse_fragment_entity(body, ctx, entity_id)
+
+
+def _parse_fragment_entity(body: Any, ctx: Context, entity_id: str) -> Entity:
+    """An entity fragment: attributes, and optionally type and scope."""
+    if not isinstance(body, dict):
+        raise BadRequestData("the body must be a JSON object")
+    if body.get("id", entity_id) != entity_id:
+        raise BadRequestData("the body's id differs from the entity id in the path")
+    fragment: Entity = {"id": entity_id, "type": [], "attrs": parse_attributes(body, ctx, now())}
+    if body.get("type") is not None:
+        fragment["type"] = parse_types(body["type"], ctx)
+    if "scope" in body:
+        fragment["scope"] = check_scope(body["scope"])
+    return fragment
+
+
+def _parse_fragment(entity_id: str, body: Any, ctx: Context) -> dict[str, Any]:
+    check_uri(entity_id, "entity id")
+    return _parse_fragment_entity(body, ctx, entity_id)["attrs"]
+
+
+def _parse_one_attribute(
+    entity_id: str, attr: str, body: Any, ctx: Context
+) -> tuple[str, list[dict[str, Any]]]:
+    check_uri(entity_id, "entity id")
+    if not isinstance(body, dict | list):
+        raise BadRequestData("an attribute fragment is a JSON object")
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k != "@context"}
+    return ctx.expand(check_name(attr)), parse_attribute(attr, body, ctx, now())
+
+
+def _nulls_to_ngsi(body: Any) -> Any:
+    """RFC 7396 null in a merge-patch means delete, as urn:ngsi-ld:null does (5.6.17)."""
+    if isinstance(body, dict):
+        return {k: NULL if v is None else _nulls_to_ngsi(v) for k, v in body.items()}
+    return body
+
+
+__all__ = ["BatchResult", "Broker", "Purge"]

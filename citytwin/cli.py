@@ -1,0 +1,92 @@
+"""The citytwin command: `serve` (the default) and a single-request smoke mode (`--get PATH`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import asdict
+
+import click
+import httpx
+import orjson
+
+from citytwin.settings import Settings
+
+
+class _DefaultServe(click.Group):
+    """`citytwin [ARGS]` means `citytwin serve [ARGS]` unless ARGS names a command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["serve", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultServe, invoke_without_command=True)
+@click.option("--get", "get_path", metavar="PATH", help="Answer one GET in-process and print it.")
+@click.option("--db", "database", default=None, help="SQLite file for --get.")
+@click.pass_context
+def main(ctx: click.Context, get_path: str | None, database: str | None) -> None:
+    """citytwin: a digital twin of a city behind an NGSI-LD API."""
+    if get_path is not None:
+        settings = Settings.from_env(database=database)
+        sys.exit(asyncio.run(_get(settings, get_path)))
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+async def _get(settings: Settings, path: str) -> int:
+    from citytwin.app import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://citytwin") as client:
+            response = await client.get(path)
+    body = response.content
+    try:
+        body = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
+    except orjson.JSONDecodeError:
+        pass
+    click.echo(f"{response.status_code} {response.headers.get('content-type', '')}")
+    click.echo(body.decode())
+    return 0 if response.status_code < 400 else 1
+
+
+@main.command()
+@click.argument("db_path", required=False)
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 1026).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
+def serve(
+    db_path: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+) -> None:
+    """Run the broker on DB_PATH (a SQLite file, created if missing; default citytwin.db)."""
+    import uvicorn
+
+    settings = Settings.from_env(database=db_path, host=host, port=port, workers=workers)
+    _check_database(settings.database)
+    for name, value in asdict(settings).items():
+        os.environ[f"CITYTWIN_{name.upper()}"] = str(value)
+    click.echo(f"citytwin: NGSI-LD broker on {settings.base_url}/ngsi-ld/v1 ({settings.database})")
+    uvicorn.run(
+        "citytwin.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def _check_database(path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise click.ClickException(f"folder {folder} does not exist")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise click.ClickException(f"{path} is not writable")

@@ -1,0 +1,1 @@
+"""Pure NGSI-LD logic: @context terms, entity forms, validation, updates. No I/O."""

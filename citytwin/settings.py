@@ -1,0 +1,37 @@
+"""One frozen Settings, built from CLI flags and CITYTWIN_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: str = "citytwin.db"
+    host: str = "127.0.0.1"
+    port: int = 1026
+    workers: int = 1
+    public_url: str = ""
+    max_body_bytes: int = 1024 * 1024
+    max_json_depth: int = 32
+    context_timeout: float = 2.0
+    max_limit: int = 1000
+    default_limit: int = 20
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then CITYTWIN_<FIELD> variables, then explicit overrides (flags)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"CITYTWIN_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = type(getattr(cls(), f.name))(raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(cls(), **values)

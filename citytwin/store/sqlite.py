@@ -1,0 +1,246 @@
+"""The embedded SQLite store (DESIGN.md: WAL, one writer thread with group commit).
+
+Short reads run inline on the event loop on a reader connection; every write goes to a single
+writer thread that folds the writes queued at that moment into one transaction, each in its own
+savepoint, and answers them only once that transaction is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from citytwin.store.base import Change, Entity, MutateFn, Purge
+
+MIGRATIONS = [
+    """
+    CREATE TABLE tenants (name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+    CREATE TABLE entities (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        types TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        modified_at TEXT NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );
+    """,
+]
+GROUP_MAX = 1000
+Job = Callable[[sqlite3.Connection], Any]
+
+
+def connect(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < number:
+                for statement in filter(str.strip, script.split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Writer(threading.Thread):
+    """The one thread that writes: group commit of whatever is queued."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(name="citytwin-sqlite-writer", daemon=True)
+        self.conn = conn
+        self.jobs: queue.SimpleQueue[tuple[Job, asyncio.Future[Any]] | None] = queue.SimpleQueue()
+
+    def run(self) -> None:
+        while True:
+            item = self.jobs.get()
+            if item is None:
+                return
+            group = [item]
+            while len(group) < GROUP_MAX:
+                try:
+                    nxt = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self.jobs.put(None)
+                    break
+                group.append(nxt)
+            self._commit(group)
+
+    def _commit(self, group: list[tuple[Job, asyncio.Future[Any]]]) -> None:
+        results: list[tuple[bool, Any]] = []
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            results = [self._savepoint(job) for job, _ in group]
+            self.conn.execute("COMMIT")
+        except Exception as exc:  # the commit itself failed: nothing of the group was written
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            results = [(False, exc)] * len(group)
+        for (_, future), (ok, value) in zip(group, results, strict=True):
+            future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+
+    def _savepoint(self, job: Job) -> tuple[bool, Any]:
+        self.conn.execute("SAVEPOINT job")
+        try:
+            value = job(self.conn)
+        except Exception as exc:
+            self.conn.execute("ROLLBACK TO job")
+            self.conn.execute("RELEASE job")
+            return False, exc
+        self.conn.execute("RELEASE job")
+        return True, value
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class SqliteStore:
+    """Entities of every tenant in one SQLite file."""
+
+    def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._reader: sqlite3.Connection | None = None
+        self._writer: _Writer | None = None
+
+    async def open(self) -> None:
+        conn = connect(self.path, self.synchronous)
+        migrate(conn)
+        self._writer = _Writer(conn)
+        self._writer.start()
+        self._reader = connect(self.path, self.synchronous)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.jobs.put(None)
+            await asyncio.to_thread(self._writer.join)
+            self._writer.conn.close()
+            self._writer = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    @property
+    def reader(self) -> sqlite3.Connection:
+        assert self._reader is not None, "store is not open"
+        return self._reader
+
+    async def _write(self, job: Job) -> Any:
+        assert self._writer is not None, "store is not open"
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._writer.jobs.put((job, future))
+        return await future
+
+    async def tenant_exists(self, tenant: str) -> bool:
+        if tenant == "":
+            return True
+        row = self.reader.execute("SELECT 1 FROM tenants WHERE name = ?", (tenant,)).fetchone()
+        return row is not None
+
+    async def get(self, tenant: str, entity_id: str) -> Entity | None:
+        row = self.reader.execute(
+            "SELECT doc FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id)
+        ).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    async def mutate(self, tenant: str, ops: Sequence[tuple[str, MutateFn]]) -> list[Any]:
+        def job(conn: sqlite3.Connection) -> list[Any]:
+            return [_apply(conn, tenant, entity_id, fn) for entity_id, fn in ops]
+
+        return await self._write(job)
+
+    async def purge(self, tenant: str, what: Purge) -> int:
+        def job(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                "SELECT id, types FROM entities WHERE tenant = ?", (tenant,)
+            ).fetchall()
+            doomed = [(tenant, i) for i, types in rows if what.matches(i, orjson.loads(types))]
+            conn.executemany("DELETE FROM entities WHERE tenant = ? AND id = ?", doomed)
+            return len(doomed)
+
+        return await self._write(job)
+
+    async def scan(self, tenant: str) -> list[Entity]:
+        rows = self.reader.execute(
+            "SELECT doc FROM entities WHERE tenant = ? ORDER BY rowid", (tenant,)
+        ).fetchall()
+        return [orjson.loads(doc) for (doc,) in rows]
+
+
+def _apply(conn: sqlite3.Connection, tenant: str, entity_id: str, fn: MutateFn) -> Any:
+    conn.execute("SAVEPOINT op")
+    try:
+        row = conn.execute(
+            "SELECT doc FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id)
+        ).fetchone()
+        change = fn(orjson.loads(row[0]) if row else None)
+        if change.write:
+            _write(conn, tenant, entity_id, change, exists=row is not None)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        return exc
+    conn.execute("RELEASE op")
+    return change.result
+
+
+def _write(
+    conn: sqlite3.Connection, tenant: str, entity_id: str, change: Change, exists: bool
+) -> None:
+    entity = change.entity
+    if entity is None:
+        conn.execute("DELETE FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id))
+        return
+    values = (
+        orjson.dumps(entity["type"]).decode(),
+        orjson.dumps(entity).decode(),
+        entity["createdAt"],
+        entity["modifiedAt"],
+        tenant,
+        entity_id,
+    )
+    if exists:
+        conn.execute(
+            "UPDATE entities SET types = ?, doc = ?, created_at = ?, modified_at = ?"
+            " WHERE tenant = ? AND id = ?",
+            values,
+        )
+    else:
+        if tenant:
+            conn.execute(
+                "INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)", (tenant, _now())
+            )
+        conn.execute(
+            "INSERT INTO entities (types, doc, created_at, modified_at, tenant, id)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            values,
+        )
