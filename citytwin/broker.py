@@ -24,12 +24,14 @@ from citytwin.model.context import Context
 from citytwin.model.entity import (
     NULL,
     Entity,
+    expand_name,
     parse_attribute,
     parse_attributes,
     parse_entity,
+    parse_patch,
     parse_types,
 )
-from citytwin.model.validate import check_name, check_scope, check_uri
+from citytwin.model.validate import check_scope, check_uri
 from citytwin.store.base import Change, MutateFn, Purge, Store
 
 
@@ -111,34 +113,36 @@ class Broker:
         self, tenant: str, entity_id: str, body: Any, ctx: Context, no_overwrite: bool
     ) -> update.Outcome:
         """5.6.3."""
-        attrs = _parse_fragment(entity_id, body, ctx)
+        fragment = _parse_fragment(entity_id, body, ctx)
         stamp = now()
         return await self._one(
             tenant,
             entity_id,
-            _outcome(lambda e: update.append_attrs(e, attrs, stamp, no_overwrite)),
+            _outcome(lambda e: update.append_attrs(e, fragment, stamp, no_overwrite)),
         )
 
     async def update_attrs(
         self, tenant: str, entity_id: str, body: Any, ctx: Context
     ) -> update.Outcome:
         """5.6.2."""
-        attrs = _parse_fragment(entity_id, body, ctx)
+        fragment = _parse_fragment(entity_id, body, ctx)
         stamp = now()
         return await self._one(
-            tenant, entity_id, _outcome(lambda e: update.update_attrs(e, attrs, stamp))
+            tenant, entity_id, _outcome(lambda e: update.update_attrs(e, fragment, stamp))
         )
 
     async def partial_update(
         self, tenant: str, entity_id: str, attr: str, body: Any, ctx: Context
     ) -> None:
         """5.6.4."""
-        name, instances = _parse_one_attribute(entity_id, attr, body, ctx)
+        check_uri(entity_id, "entity id")
+        name = expand_name(attr, ctx)
+        patch = parse_patch(attr, body, ctx)
         stamp = now()
         await self._one(
             tenant,
             entity_id,
-            _existing(lambda e: Change(update.partial_update(e, name, instances, stamp))),
+            _existing(lambda e: Change(update.partial_update(e, name, [patch], stamp))),
         )
 
     async def replace_attr(
@@ -164,7 +168,7 @@ class Broker:
     ) -> None:
         """5.6.5."""
         check_uri(entity_id, "entity id")
-        name = ctx.expand(check_name(attr))
+        name = attr if attr == "scope" else expand_name(attr, ctx)
         if dataset_id is not None:
             check_uri(dataset_id, "datasetId")
         stamp = now()
@@ -177,33 +181,57 @@ class Broker:
     # -- batch operations (5.6.7-5.6.10, 5.6.20) ---------------------------------------------------
 
     async def batch(
-        self, tenant: str, op: str, items: Sequence[tuple[Any, Context]], options: frozenset[str]
+        self,
+        tenant: str,
+        op: str,
+        items: Sequence[tuple[Any, Context | NgsiError]],
+        options: frozenset[str],
     ) -> BatchResult:
-        """Each entity succeeds or fails whole; all successes are committed together."""
+        """Each entity succeeds or fails whole; all successes are committed together.
+
+        An item's context may be the error met while resolving it: that entity then fails.
+        """
         result = BatchResult()
         ops: list[tuple[str, MutateFn]] = []
         stamp = now()
         for body, ctx in items:
             try:
+                if isinstance(ctx, NgsiError):
+                    raise ctx
                 ops.append(_BATCH[op](body, ctx, stamp, options))
             except NgsiError as exc:
                 result.errors.append((_id_of(body), exc))
         outcomes = await self.store.mutate(tenant, ops) if ops else []
         for (entity_id, _), outcome in zip(ops, outcomes, strict=True):
-            if isinstance(outcome, NgsiError):
+            if isinstance(outcome, NgsiError):  # raised (nothing written) or partly applied
                 result.errors.append((entity_id, outcome))
             elif isinstance(outcome, Exception):
                 raise outcome
-            else:
+            elif entity_id not in result.success:
                 result.success.append(entity_id)
                 if outcome == "created":
                     result.created.append(entity_id)
         return result
 
-    async def purge(self, tenant: str, what: Purge) -> int:
-        """5.6.21: delete every entity matching the filter."""
+    async def purge(
+        self, tenant: str, what: Purge, attrs: frozenset[str] | None = None, keep: bool = False
+    ) -> int:
+        """5.6.21: delete the entities a filter selects, or (keep/drop) some of their attributes."""
         await self.require_tenant(tenant)
-        return await self.store.purge(tenant, what)
+        if attrs is None:
+            return await self.store.purge(tenant, what)
+        ids = [e["id"] for e in await self.store.scan(tenant) if what.matches(e["id"], e["type"])]
+        stamp = now()
+
+        def trim(entity: Entity) -> Change:
+            names = [n for n in entity["attrs"] if (n in attrs) != keep]
+            for name in names:
+                del entity["attrs"][name]
+            entity["modifiedAt"] = stamp
+            return Change(entity, write=bool(names))
+
+        await self.store.mutate(tenant, [(i, _existing(trim)) for i in ids])
+        return len(ids)
 
 
 # -- mutation functions: pure, run inside the store's transaction ---------------------------------
@@ -230,7 +258,7 @@ def _existing(fn: Callable[[Entity], Change]) -> MutateFn:
 def _outcome(fn: Callable[[Entity], update.Outcome]) -> MutateFn:
     def run(entity: Entity) -> Change:
         outcome = fn(entity)
-        return Change(outcome.entity, outcome, write=bool(outcome.updated))
+        return Change(outcome.entity, outcome, write=outcome.changed)
 
     return _existing(run)
 
@@ -261,10 +289,17 @@ def _batch_update(body: Any, ctx: Context, stamp: str, options: frozenset[str]) 
     keep = "noOverwrite" in options
 
     def fn(current: Entity) -> Change:
-        outcome = update.append_attrs(current, entity["attrs"], stamp, keep)
+        outcome = update.append_attrs(current, entity, stamp, keep)
+        if outcome.not_updated:
+            return Change(outcome.entity, _not_updated(outcome))
         return Change(outcome.entity, "updated")
 
     return entity["id"], _existing(fn)
+
+
+def _not_updated(outcome: update.Outcome) -> NgsiError:
+    names = ", ".join(name for name, _ in outcome.not_updated)
+    return BadRequestData(f"attributes not updated (noOverwrite): {names}")
 
 
 def _batch_merge(body: Any, ctx: Context, stamp: str, options: frozenset[str]) -> Any:
@@ -313,26 +348,31 @@ def _parse_fragment_entity(body: Any, ctx: Context, entity_id: str) -> Entity:
     return fragment
 
 
-def _parse_fragment(entity_id: str, body: Any, ctx: Context) -> dict[str, Any]:
+def _parse_fragment(entity_id: str, body: Any, ctx: Context) -> Entity:
     check_uri(entity_id, "entity id")
-    return _parse_fragment_entity(body, ctx, entity_id)["attrs"]
+    return _parse_fragment_entity(body, ctx, entity_id)
 
 
 def _parse_one_attribute(
     entity_id: str, attr: str, body: Any, ctx: Context
 ) -> tuple[str, list[dict[str, Any]]]:
     check_uri(entity_id, "entity id")
+    if attr in ("scope", "id", "type"):
+        raise BadRequestData(f"{attr} is not an attribute that can be replaced")
     if not isinstance(body, dict | list):
         raise BadRequestData("an attribute fragment is a JSON object")
     if isinstance(body, dict):
         body = {k: v for k, v in body.items() if k != "@context"}
-    return ctx.expand(check_name(attr)), parse_attribute(attr, body, ctx, now())
+    return expand_name(attr, ctx), parse_attribute(attr, body, ctx, now())
 
 
 def _nulls_to_ngsi(body: Any) -> Any:
-    """RFC 7396 null in a merge-patch means delete, as urn:ngsi-ld:null does (5.6.17)."""
+    """A top-level RFC 7396 null in a merge-patch deletes the attribute, as urn:ngsi-ld:null does.
+
+    Nulls deeper down (a Property whose value is null) stay invalid input (5.6.17).
+    """
     if isinstance(body, dict):
-        return {k: NULL if v is None else _nulls_to_ngsi(v) for k, v in body.items()}
+        return {k: NULL if v is None else v for k, v in body.items()}
     return body
 
 

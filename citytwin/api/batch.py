@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from citytwin.api import params
-from citytwin.api.negotiation import JSON_LD, json_response, link_context
-from citytwin.api.state import body_and_context, state, tenant_of
+from citytwin.api.negotiation import Body, item_context, json_response, read_body
+from citytwin.api.state import state, tenant_of
 from citytwin.broker import BatchResult
 from citytwin.errors import BadRequestData, NgsiError
 from citytwin.model.context import Context
@@ -21,23 +21,23 @@ async def batch(request: Request, op: str) -> Response:
     """POST /entityOperations/{op}: 201/204 when every entity succeeds, else 207."""
     params.check_params(request, {"options", "local"})
     options = params.options(request)
-    body, ctx = await body_and_context(request)
-    if not isinstance(body.data, list):
-        raise BadRequestData("a batch operation takes a JSON array")
-    items = [(item, await _item_context(request, item, body.media_type, ctx)) for item in body.data]
+    settings = state(request).settings
+    body = await read_body(request, settings.max_body_bytes, settings.max_json_depth)
+    if not isinstance(body.data, list) or not body.data:
+        raise BadRequestData("a batch operation takes a non-empty JSON array")
+    items = [(item, await _item_context(request, body, item)) for item in body.data]
     result = await state(request).broker.batch(tenant_of(request), op, items, options)
     return _answer(op, result)
 
 
-async def _item_context(request: Request, item: Any, media: str, ctx: Context) -> Context:
-    """With application/ld+json each entity of the array carries its own @context."""
-    if media != JSON_LD or not isinstance(item, dict):
-        return ctx
-    if link_context(request) is not None:
-        raise BadRequestData("with application/ld+json the @context goes in the body, not Link")
-    if "@context" not in item:
-        raise BadRequestData("each entity of an application/ld+json batch needs an @context")
-    return await state(request).contexts.resolve(item["@context"])
+async def _item_context(request: Request, body: Body, item: Any) -> Context | NgsiError:
+    """Each entity of the array is judged alone: a bad or unavailable @context fails it only."""
+    if not isinstance(item, dict):
+        return await state(request).contexts.resolve(body.context)
+    try:
+        return await state(request).contexts.resolve(item_context(body, item))
+    except NgsiError as exc:
+        return exc
 
 
 def _answer(op: str, result: BatchResult) -> Response:

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from citytwin.api import params
 from citytwin.api.negotiation import JSON, JSON_LD, accept, json_response, read_body
 from citytwin.api.state import state
-from citytwin.contexts import CACHED, HOSTED, IMPLICIT
+from citytwin.contexts import CACHED, HOSTED, IMPLICIT, PATH
 from citytwin.errors import BadRequestData
 
 _KINDS = {k.lower(): k for k in (HOSTED, CACHED, IMPLICIT)}
@@ -20,7 +20,7 @@ async def add_context(request: Request) -> Response:
     app = state(request)
     body = await read_body(request, app.settings.max_body_bytes, app.settings.max_json_depth)
     entry = app.contexts.host(body.data)
-    return Response(status_code=201, headers={"Location": entry.url})
+    return Response(status_code=201, headers={"Location": PATH + entry.local_id})
 
 
 async def list_contexts(request: Request) -> Response:
@@ -33,7 +33,7 @@ async def list_contexts(request: Request) -> Response:
             raise BadRequestData(f"kind must be one of {sorted(_KINDS.values())}")
         kind = _KINDS[kind.lower()]
     entries = state(request).contexts.entries(kind)
-    if params.flag(request, "details"):
+    if _details(request):
         return json_response([e.details() for e in entries])
     return json_response([e.url for e in entries])
 
@@ -43,9 +43,17 @@ async def serve_context(request: Request) -> Response:
     params.check_params(request, {"details"})
     media = accept(request)
     entry = state(request).contexts.find(request.path_params["context_id"])
-    if params.flag(request, "details"):
-        return json_response(entry.details())
-    return json_response(entry.document, media=JSON_LD if media == JSON_LD else JSON)
+    body = entry.details() if _details(request) else entry.document
+    response = json_response(body, media=JSON_LD if media == JSON_LD else JSON)
+    entry.hit()
+    return response
+
+
+def _details(request: Request) -> bool:
+    raw = request.query_params.get("details", "false").lower()
+    if raw not in ("true", "false"):
+        raise BadRequestData("details must be true or false")
+    return raw == "true"
 
 
 async def delete_context(request: Request) -> Response:

@@ -119,26 +119,22 @@ async def read_body(request: Request, max_bytes: int, max_depth: int, merge: boo
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
     if json_depth_exceeds(data, max_depth):
         raise BadRequestData(f"the body nests deeper than {max_depth} levels")
-    return Body(data, _body_context(request, data, media), media)
-
-
-def _body_context(request: Request, data: Any, media: str) -> Any:
     link = link_context(request)
-    if media == JSON_LD:
-        if link is not None:
-            raise BadRequestData("with application/ld+json the @context goes in the body, not Link")
-        contexts = _contexts_in(data)
-        if not contexts:
+    if media == JSON_LD and link is not None:
+        raise BadRequestData("with application/ld+json the @context goes in the body, not Link")
+    return Body(data, link, media)
+
+
+def item_context(body: Body, item: Any) -> Any:
+    """The @context source of one JSON object of a body (6.3.5): its member or the Link."""
+    has_member = isinstance(item, dict) and "@context" in item
+    if body.media_type == JSON_LD:
+        if not has_member:
             raise BadRequestData("an application/ld+json body needs an @context")
-        return contexts[0]
-    if _contexts_in(data):
+        return item["@context"]
+    if has_member:
         raise BadRequestData("an application/json body cannot carry @context; use a Link header")
-    return link
-
-
-def _contexts_in(data: Any) -> list[Any]:
-    items = data if isinstance(data, list) else [data]
-    return [i["@context"] for i in items if isinstance(i, dict) and "@context" in i]
+    return body.context
 
 
 def context_url(ctx: Context) -> str:

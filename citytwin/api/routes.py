@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -14,6 +15,15 @@ from citytwin.errors import MethodNotAllowed
 BASE = "/ngsi-ld/v1"
 Endpoint = Callable[[Request], Awaitable[Response]]
 _ALL = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class _Segment(StringConvertor):
+    """A path segment that may be empty, so that /entities//attrs is a 400, not a 404."""
+
+    regex = "[^/]*"
+
+
+register_url_convertor("segment", _Segment())
 
 
 def _collection(path: str, methods: dict[str, Endpoint]) -> list[BaseRoute]:
@@ -38,10 +48,17 @@ def routes() -> list[BaseRoute]:
     table = [
         *_collection(
             "/entities",
-            {"POST": e.create_entity, "GET": e.query_entities, "DELETE": e.purge_entities},
+            {
+                "POST": e.create_entity,
+                "GET": e.query_entities,
+                "DELETE": e.purge_entities,
+                # PATCH and PUT here name an empty entity id: answered as bad input (400)
+                "PATCH": e.merge_entity,
+                "PUT": e.replace_entity,
+            },
         ),
         _route(
-            "/entities/{entity_id}",
+            "/entities/{entity_id:segment}",
             {
                 "GET": e.retrieve_entity,
                 "DELETE": e.delete_entity,
@@ -50,10 +67,10 @@ def routes() -> list[BaseRoute]:
             },
         ),
         *_collection(
-            "/entities/{entity_id}/attrs", {"POST": e.append_attrs, "PATCH": e.update_attrs}
+            "/entities/{entity_id:segment}/attrs", {"POST": e.append_attrs, "PATCH": e.update_attrs}
         ),
         _route(
-            "/entities/{entity_id}/attrs/{attr}",
+            "/entities/{entity_id:segment}/attrs/{attr}",
             {"PATCH": e.partial_update, "PUT": e.replace_attr, "DELETE": e.delete_attr},
         ),
         *_collection(

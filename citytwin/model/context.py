@@ -8,6 +8,7 @@ its terms are protected and win over user definitions.
 from __future__ import annotations
 
 import importlib.resources
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +21,14 @@ DEFAULT_VOCAB = NGSI_LD + "default-context/"
 _GEN_DELIMS = (":", "/", "?", "#", "[", "]", "@")
 
 
+_CORE_URL = re.compile(
+    r"^https?://uri\.etsi\.org/ngsi-ld/v1/ngsi-ld-core-context(-v\d+\.\d+)?\.jsonld$"
+)
+
+
 def is_core_context_url(url: str) -> bool:
     """Every ETSI core-context URL (any version) resolves to the built-in core context."""
-    return url.startswith(NGSI_LD) and "ngsi-ld-core-context" in url and url.endswith(".jsonld")
+    return _CORE_URL.match(url) is not None
 
 
 def load_core_document() -> dict[str, Any]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from citytwin.errors import BadRequestData
+from citytwin.errors import BadRequestData, InvalidRequest
 from citytwin.model.context import NGSI_LD, Context
 from citytwin.model.validate import (
     check_datetime,
+    check_iri,
     check_name,
     check_scope,
     check_uri,
@@ -56,8 +57,8 @@ NULL = "urn:ngsi-ld:null"
 
 def parse_entity(body: Any, ctx: Context, now: str, *, need_id: bool = True) -> Entity:
     """A whole entity from a request body (create, replace, batch)."""
-    if not isinstance(body, dict):
-        raise BadRequestData("an entity is a JSON object")
+    if not isinstance(body, dict) or not body:
+        raise InvalidRequest("an entity is a non-empty JSON object")
     ident = body.get("id", body.get("@id"))
     if need_id or ident is not None:
         check_uri(ident, "entity id")
@@ -73,7 +74,12 @@ def parse_types(value: Any, ctx: Context) -> list[str]:
     names = value if isinstance(value, list) else [value]
     if not names or value is None:
         raise BadRequestData("an entity needs a type")
-    return list(dict.fromkeys(ctx.expand(check_name(n, "entity type")) for n in names))
+    return list(dict.fromkeys(expand_name(n, ctx, "entity type") for n in names))
+
+
+def expand_name(name: Any, ctx: Context, what: str = "attribute name") -> str:
+    """Check a type or attribute name and expand it to its IRI."""
+    return check_iri(ctx.expand(check_name(name, what)), name, what)
 
 
 def parse_attributes(body: dict[str, Any], ctx: Context, now: str) -> dict[str, list[Instance]]:
@@ -82,7 +88,7 @@ def parse_attributes(body: dict[str, Any], ctx: Context, now: str) -> dict[str, 
     for name, raw in body.items():
         if name in ENTITY_MEMBERS:
             continue
-        attrs[ctx.expand(check_name(name))] = parse_attribute(name, raw, ctx, now)
+        attrs[expand_name(name, ctx)] = parse_attribute(name, raw, ctx, now)
     return attrs
 
 
@@ -121,12 +127,34 @@ def parse_instance(
         if key in MEMBERS:
             inst[key] = _member(name, kind, key, value, ctx)
         else:
-            sub = parse_instance(key, value, ctx, None, top=False)
-            inst[ctx.expand(check_name(key))] = sub
+            inst[expand_name(key, ctx)] = parse_instance(key, value, ctx, None)
     _check_complete(name, kind, inst)
     if now is not None:
         inst["createdAt"] = inst["modifiedAt"] = now
     return inst
+
+
+def parse_patch(name: str, raw: Any, ctx: Context) -> Instance:
+    """5.6.4: a partial attribute fragment; type and value may be left out."""
+    if not isinstance(raw, dict) or not any(k != "@context" for k in raw):
+        raise BadRequestData(f"a partial update of {name} needs a non-empty JSON object")
+    patch: Instance = {}
+    for key, value in raw.items():
+        if key == "type":
+            patch["type"] = attribute_type(name, raw, ctx)
+        elif key in MEMBERS:
+            if key not in SYSTEM and key not in ("@context", "instanceId"):
+                patch[key] = _member(name, patch.get("type") or _kind_of(raw), key, value, ctx)
+        else:
+            patch[expand_name(key, ctx)] = parse_instance(key, value, ctx, None)
+    return patch
+
+
+def _kind_of(raw: dict[str, Any]) -> str:
+    for key, kind in _CONCISE_KEYS:
+        if key in raw and kind:
+            return kind
+    return "Property"
 
 
 def _has_type_or_member(raw: dict[str, Any]) -> bool:

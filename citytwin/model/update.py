@@ -23,6 +23,7 @@ class Outcome:
     entity: Entity
     updated: list[str] = field(default_factory=list)
     not_updated: list[tuple[str, str]] = field(default_factory=list)
+    changed: bool = False
 
 
 def _find(instances: list[Instance], dataset_id: str | None) -> int:
@@ -44,43 +45,79 @@ def _touched(entity: Entity, now: str) -> Entity:
     return entity
 
 
-def append_attrs(entity: Entity, attrs: Attrs, now: str, no_overwrite: bool) -> Outcome:
+def append_attrs(entity: Entity, fragment: Entity, now: str, no_overwrite: bool) -> Outcome:
     """5.6.3: add attributes; existing ones are replaced unless noOverwrite."""
-    new = copy.deepcopy(entity)
+    new = _with_types(entity, fragment)
     out = Outcome(new)
-    for name, instances in attrs.items():
+    if "scope" in fragment:
+        scope = fragment["scope"]
+        new["scope"] = _union(new.get("scope", []), scope) if no_overwrite else scope
+    for name, instances in fragment["attrs"].items():
         current = new["attrs"].setdefault(name, [])
         for inst in instances:
             i = _find(current, inst.get("datasetId"))
             if i >= 0 and no_overwrite:
                 out.not_updated.append((name, "attribute exists and noOverwrite was asked"))
-                continue
-            if i >= 0:
-                current[i] = _stamp(inst, current[i], now)
             else:
-                current.append(_stamp(inst, None, now))
-            out.updated.append(name)
+                _put(current, i, inst, now)
+                out.updated.append(name)
         if not current:
             del new["attrs"][name]
-    _touched(new, now)
-    return out
+    return _finish(entity, out, now)
 
 
-def update_attrs(entity: Entity, attrs: Attrs, now: str) -> Outcome:
+def update_attrs(entity: Entity, fragment: Entity, now: str) -> Outcome:
     """5.6.2: replace attributes that exist; the others are reported as not updated."""
-    new = copy.deepcopy(entity)
+    new = _with_types(entity, fragment)
     out = Outcome(new)
-    for name, instances in attrs.items():
+    if "scope" in fragment:
+        if "scope" in new:
+            new["scope"] = fragment["scope"]
+        else:
+            out.not_updated.append(("scope", "the entity has no scope to update"))
+    for name, instances in fragment["attrs"].items():
         current = new["attrs"].get(name, [])
         for inst in instances:
             i = _find(current, inst.get("datasetId"))
             if i < 0:
                 out.not_updated.append((name, "attribute does not exist"))
                 continue
-            current[i] = _stamp(inst, current[i], now)
+            _put(current, i, inst, now)
             out.updated.append(name)
-    _touched(new, now)
+        if name in new["attrs"] and not current:
+            del new["attrs"][name]
+    return _finish(entity, out, now)
+
+
+def _finish(old: Entity, out: Outcome, now: str) -> Outcome:
+    """Stamp the entity only if the operation changed something."""
+    out.changed = bool(out.updated) or any(
+        out.entity.get(k) != old.get(k) for k in ("type", "scope")
+    )
+    if out.changed:
+        _touched(out.entity, now)
     return out
+
+
+def _put(current: list[Instance], i: int, inst: Instance, now: str) -> None:
+    """Write an instance at index i (-1: append); an NGSI-LD Null deletes it instead."""
+    if is_null(inst):
+        if i >= 0:
+            del current[i]
+    elif i >= 0:
+        current[i] = _stamp(inst, current[i], now)
+    else:
+        current.append(_stamp(inst, None, now))
+
+
+def _with_types(entity: Entity, fragment: Entity) -> Entity:
+    new = copy.deepcopy(entity)
+    new["type"] = _union(new["type"], fragment.get("type") or [])
+    return new
+
+
+def _union(first: list[str], second: list[str]) -> list[str]:
+    return list(dict.fromkeys([*first, *second]))
 
 
 def partial_update(entity: Entity, name: str, instances: list[Instance], now: str) -> Entity:
@@ -91,8 +128,15 @@ def partial_update(entity: Entity, name: str, instances: list[Instance], now: st
         i = _find(current, inst.get("datasetId"))
         if i < 0:
             raise ResourceNotFound(f"attribute {name} has no instance {inst.get('datasetId')}")
-        merged = _merge_instance(current[i], inst, keep_type=True)
-        current[i] = _stamp(merged, current[i], now)
+        if inst.get("type", current[i]["type"]) != current[i]["type"]:
+            raise BadRequestData(f"{name} is a {current[i]['type']}, not a {inst['type']}")
+        patch = {"type": current[i]["type"], **inst}
+        if is_null(patch):
+            del current[i]
+        else:
+            current[i] = _stamp(_merge_instance(current[i], patch), current[i], now)
+    if not current:
+        del new["attrs"][name]
     return _touched(new, now)
 
 
@@ -104,7 +148,9 @@ def replace_attr(entity: Entity, name: str, instances: list[Instance], now: str)
         i = _find(current, inst.get("datasetId"))
         if i < 0:
             raise ResourceNotFound(f"attribute {name} has no instance {inst.get('datasetId')}")
-        current[i] = _stamp(inst, current[i], now)
+        _put(current, i, inst, now)
+    if not current:
+        del new["attrs"][name]
     return _touched(new, now)
 
 
@@ -113,6 +159,10 @@ def delete_attr(
 ) -> Entity:
     """5.6.5: delete one instance (default or by datasetId) or every instance."""
     new = copy.deepcopy(entity)
+    if name == "scope":
+        if new.pop("scope", None) is None:
+            raise ResourceNotFound(f"entity {entity['id']} has no scope")
+        return _touched(new, now)
     current = _existing(new, name)
     if delete_all:
         del new["attrs"][name]
@@ -135,22 +185,16 @@ def _existing(entity: Entity, name: str) -> list[Instance]:
 
 def merge_entity(entity: Entity, patch: Entity, now: str) -> Entity:
     """5.6.17: JSON merge-patch of an entity; urn:ngsi-ld:null deletes what it names."""
-    new = copy.deepcopy(entity)
-    if patch.get("type"):
-        new["type"] = list(dict.fromkeys(new["type"] + patch["type"]))
+    new = _with_types(entity, patch)
     if "scope" in patch:
         new["scope"] = patch["scope"]
     for name, instances in patch["attrs"].items():
         current = new["attrs"].setdefault(name, [])
         for inst in instances:
             i = _find(current, inst.get("datasetId"))
-            if _is_null(inst):
-                if i >= 0:
-                    del current[i]
-            elif i >= 0:
-                current[i] = _stamp(_merge_instance(current[i], inst), current[i], now)
-            else:
-                current.append(_stamp(_drop_nulls(inst), None, now))
+            if i >= 0 and not is_null(inst):
+                inst = _merge_instance(current[i], inst)
+            _put(current, i, _drop_nulls(inst), now)
         if not current:
             del new["attrs"][name]
     return _touched(new, now)
@@ -165,24 +209,19 @@ def replace_entity(entity: Entity, replacement: Entity, now: str) -> Entity:
 
 
 def upsert_update(entity: Entity, patch: Entity, now: str) -> Entity:
-    """Batch upsert with options=update: add the types and overwrite the given attributes."""
-    new = append_attrs(entity, patch["attrs"], now, no_overwrite=False).entity
-    new["type"] = list(dict.fromkeys(new["type"] + patch["type"]))
-    if "scope" in patch:
-        new["scope"] = patch["scope"]
-    return new
+    """Batch upsert with options=update: add the types, overwrite the given attributes."""
+    return append_attrs(entity, patch, now, no_overwrite=False).entity
 
 
-def _is_null(inst: Instance) -> bool:
-    return inst.get(ATTRIBUTE_TYPES[inst["type"]]) == NULL
+def is_null(inst: Instance) -> bool:
+    """4.5.0: urn:ngsi-ld:null as an attribute's value (per kind) means delete it."""
+    value = inst.get(ATTRIBUTE_TYPES[inst["type"]])
+    return value == NULL or value == [NULL] or value == {"@none": NULL}
 
 
-def _merge_instance(old: Instance, patch: Instance, keep_type: bool = False) -> Instance:
+def _merge_instance(old: Instance, patch: Instance) -> Instance:
     """Members of the patch replace those of old; sub-attributes merge, null ones go."""
     merged = {k: v for k, v in old.items() if k not in SYSTEM}
-    value_key = ATTRIBUTE_TYPES[patch["type"]]
-    if keep_type and value_key not in patch:
-        raise BadRequestData(f"a partial update of a {old['type']} needs {value_key}")
     if patch["type"] != old["type"]:
         for key in ATTRIBUTE_TYPES.values():
             merged.pop(key, None)
@@ -190,7 +229,7 @@ def _merge_instance(old: Instance, patch: Instance, keep_type: bool = False) -> 
         if key in SYSTEM:
             continue
         if ":" in key and isinstance(value, dict) and "type" in value:
-            if _is_null(value):
+            if is_null(value):
                 merged.pop(key, None)
                 continue
             if isinstance(merged.get(key), dict):
@@ -201,7 +240,7 @@ def _merge_instance(old: Instance, patch: Instance, keep_type: bool = False) -> 
 
 def _drop_nulls(inst: Instance) -> Instance:
     return {
-        k: v for k, v in inst.items() if not (isinstance(v, dict) and "type" in v and _is_null(v))
+        k: v for k, v in inst.items() if not (isinstance(v, dict) and "type" in v and is_null(v))
     }
 
 

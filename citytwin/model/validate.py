@@ -33,9 +33,16 @@ def check_uri(value: Any, what: str) -> str:
 
 def check_name(value: Any, what: str = "attribute name") -> str:
     """Attribute names and type names: non-empty strings without characters that break IRIs."""
-    if not isinstance(value, str) or not value or _FORBIDDEN.search(value):
+    if not isinstance(value, str) or not value or value[0] == "@" or _FORBIDDEN.search(value):
         raise BadRequestData(f"invalid {what}: {value!r}")
     return value
+
+
+def check_iri(iri: str, name: str, what: str) -> str:
+    """A name must expand to an absolute IRI, not a JSON-LD keyword or a relative term."""
+    if iri.startswith("@") or ":" not in iri:
+        raise BadRequestData(f"{what} {name!r} does not expand to an IRI with this @context")
+    return iri
 
 
 def check_datetime(value: Any, what: str) -> str:

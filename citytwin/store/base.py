@@ -35,6 +35,10 @@ class Purge:
     ids: frozenset[str] | None = None
     id_pattern: str | None = None
 
+    @property
+    def everything(self) -> bool:
+        return self.types is None and self.ids is None and self.id_pattern is None
+
     def matches(self, entity_id: str, types: list[str]) -> bool:
         if self.ids is not None and entity_id not in self.ids:
             return False
