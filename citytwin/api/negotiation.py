@@ -117,7 +117,7 @@ async def read_body(request: Request, max_bytes: int, max_depth: int, merge: boo
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
-    if json_depth_exceeds(data, max_depth):
+    if json_depth_exceeds(raw, max_depth):
         raise BadRequestData(f"the body nests deeper than {max_depth} levels")
     link = link_context(request)
     if media == JSON_LD and link is not None:

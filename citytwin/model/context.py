@@ -46,6 +46,7 @@ class Context:
     vocab: str | None = None
     prefixes: dict[str, str] = field(default_factory=dict)
     reverse: dict[str, str] = field(default_factory=dict)
+    checked: dict[str, str] = field(default_factory=dict, repr=False)
     _expanded: dict[str, str] = field(default_factory=dict, repr=False)
     _compacted: dict[str, str] = field(default_factory=dict, repr=False)
 

@@ -51,6 +51,9 @@ MEMBERS = {
 }  # fmt: skip
 SYSTEM = ("createdAt", "modifiedAt", "deletedAt")
 ENTITY_MEMBERS = {"id", "@id", "type", "@type", "scope", "@context", *SYSTEM}
+_SKIPPED = {"type", "@context", "instanceId", *SYSTEM}
+_VALUE_KEY = ATTRIBUTE_TYPES
+_VALUE_KEYS = set(ATTRIBUTE_TYPES.values())
 GEO_NAMES = {"location", "observationSpace", "operationSpace"}
 NULL = "urn:ngsi-ld:null"
 
@@ -78,76 +81,91 @@ def parse_types(value: Any, ctx: Context) -> list[str]:
 
 
 def expand_name(name: Any, ctx: Context, what: str = "attribute name") -> str:
-    """Check a type or attribute name and expand it to its IRI."""
-    return check_iri(ctx.expand(check_name(name, what)), name, what)
+    """Check a type or attribute name and expand it to its IRI (memoized per context)."""
+    hit = ctx.checked.get(name) if isinstance(name, str) else None
+    if hit is None:
+        hit = check_iri(ctx.expand(check_name(name, what)), name, what)
+        ctx.checked[name] = hit
+    return hit
 
 
 def parse_attributes(body: dict[str, Any], ctx: Context, now: str) -> dict[str, list[Instance]]:
     """Every attribute of an entity or fragment body, keyed by expanded name."""
-    attrs: dict[str, list[Instance]] = {}
-    for name, raw in body.items():
-        if name in ENTITY_MEMBERS:
-            continue
-        attrs[expand_name(name, ctx)] = parse_attribute(name, raw, ctx, now)
-    return attrs
+    parser = _Parser(ctx, now)
+    return {
+        expand_name(name, ctx): parser.attribute(name, raw)
+        for name, raw in body.items()
+        if name not in ENTITY_MEMBERS
+    }
 
 
 def parse_attribute(name: str, raw: Any, ctx: Context, now: str) -> list[Instance]:
     """One attribute, possibly a multi-attribute (a list of instances with datasetIds)."""
-    if _is_instance_list(raw):
-        instances = [parse_instance(name, item, ctx, now) for item in raw]
-        ids = [i.get("datasetId") for i in instances]
-        if len(set(ids)) != len(ids):
-            raise BadRequestData(f"attribute {name} repeats a datasetId")
-        return instances
-    return [parse_instance(name, raw, ctx, now)]
-
-
-def _is_instance_list(raw: Any) -> bool:
-    return (
-        isinstance(raw, list)
-        and bool(raw)
-        and all(isinstance(i, dict) and ("type" in i or "datasetId" in i) for i in raw)
-    )
-
-
-def parse_instance(
-    name: str, raw: Any, ctx: Context, now: str | None, top: bool = True
-) -> Instance:
-    """One attribute instance, normalized or concise, validated."""
-    if raw is None:
-        raise BadRequestData(f"attribute {name} has no value")
-    if not isinstance(raw, dict) or not _has_type_or_member(raw):
-        raw = {"value": raw}
-    kind = attribute_type(name, raw, ctx)
-    inst: Instance = {"type": kind}
-    for key, value in raw.items():
-        if key == "type" or key in SYSTEM or key in ("@context", "instanceId"):
-            continue
-        if key in MEMBERS:
-            inst[key] = _member(name, kind, key, value, ctx)
-        else:
-            inst[expand_name(key, ctx)] = parse_instance(key, value, ctx, None)
-    _check_complete(name, kind, inst)
-    if now is not None:
-        inst["createdAt"] = inst["modifiedAt"] = now
-    return inst
+    return _Parser(ctx, now).attribute(name, raw)
 
 
 def parse_patch(name: str, raw: Any, ctx: Context) -> Instance:
     """5.6.4: a partial attribute fragment; type and value may be left out."""
     if not isinstance(raw, dict) or not any(k != "@context" for k in raw):
         raise BadRequestData(f"a partial update of {name} needs a non-empty JSON object")
-    patch: Instance = {}
-    for key, value in raw.items():
-        if key == "type":
-            patch["type"] = attribute_type(name, raw, ctx)
-        elif key in MEMBERS:
-            if key not in SYSTEM and key not in ("@context", "instanceId"):
-                patch[key] = _member(name, patch.get("type") or _kind_of(raw), key, value, ctx)
-        else:
-            patch[expand_name(key, ctx)] = parse_instance(key, value, ctx, None)
-    return patch
+    declared = "type" in raw
+    kind = attribute_type(name, raw, ctx) if declared else _kind_of(raw)
+    return _Parser(ctx, None).members(name, kind, raw, {"type": kind} if declared else {})
+
+
+class _Parser:
+    """Normalized and concise attributes into stored instances, checked on the way.
+
+    This is the hot path of every write, so it dispatches on plain dict lookups. (The nesting
+    limit is enforced on the raw body before parsing.)
+    """
+
+    def __init__(self, ctx: Context, now: str | None) -> None:
+        self.ctx = ctx
+        self.now = now
+
+    def attribute(self, name: str, raw: Any) -> list[Instance]:
+        if type(raw) is list and raw and all(_looks_like_instance(i) for i in raw):
+            instances = [self.instance(name, item) for item in raw]
+            ids = [i.get("datasetId") for i in instances]
+            if len(set(ids)) != len(ids):
+                raise BadRequestData(f"attribute {name} repeats a datasetId")
+            return instances
+        return [self.instance(name, raw)]
+
+    def instance(self, name: str, raw: Any) -> Instance:
+        if raw is None:
+            raise BadRequestData(f"attribute {name} has no value")
+        if type(raw) is not dict or not _is_attribute_object(raw):
+            raw = {"value": raw}
+        kind = attribute_type(name, raw, self.ctx)
+        inst = self.members(name, kind, raw, {"type": kind})
+        _check_complete(name, kind, inst)
+        if self.now is not None:
+            inst["createdAt"] = inst["modifiedAt"] = self.now
+        return inst
+
+    def members(self, name: str, kind: str, raw: dict[str, Any], inst: Instance) -> Instance:
+        for key, value in raw.items():
+            if key in _SKIPPED:
+                continue
+            if key in MEMBERS:
+                inst[key] = _member(name, kind, key, value, self.ctx)
+            else:
+                inst[expand_name(key, self.ctx)] = self.instance(key, value)
+        return inst
+
+
+def _looks_like_instance(item: Any) -> bool:
+    return type(item) is dict and ("type" in item or "datasetId" in item)
+
+
+def _is_attribute_object(raw: dict[str, Any]) -> bool:
+    """Normalized or concise attribute object, as opposed to a bare (concise) JSON value."""
+    declared = raw.get("type")
+    if declared is not None:
+        return declared in ATTRIBUTE_TYPES or not is_geometry(raw)
+    return any(k in raw for k in _VALUE_KEYS)
 
 
 def _kind_of(raw: dict[str, Any]) -> str:
@@ -157,17 +175,15 @@ def _kind_of(raw: dict[str, Any]) -> str:
     return "Property"
 
 
-def _has_type_or_member(raw: dict[str, Any]) -> bool:
-    return "type" in raw and not is_geometry(raw) or any(k in raw for k, _ in _CONCISE_KEYS)
-
-
 def attribute_type(name: str, raw: dict[str, Any], ctx: Context) -> str:
     declared = raw.get("type")
-    if declared is not None and not is_geometry(raw):
-        kind = declared if declared in ATTRIBUTE_TYPES else _core_term(declared, ctx)
+    if declared is not None:
+        if declared in ATTRIBUTE_TYPES:
+            return declared
+        kind = _core_term(declared, ctx)
         if kind not in ATTRIBUTE_TYPES:
             raise BadRequestData(f"attribute {name} has an unknown type {declared!r}")
-        return kind
+        return kind  # type: ignore[return-value]
     for key, kind in _CONCISE_KEYS:
         if key in raw:
             return kind or _value_kind(name, raw[key])
@@ -182,10 +198,14 @@ def _core_term(declared: Any, ctx: Context) -> str | None:
 
 
 def _value_kind(name: str, value: Any) -> str:
-    return "GeoProperty" if is_geometry(value) or name in GEO_NAMES else "Property"
+    return "GeoProperty" if name in GEO_NAMES or is_geometry(value) else "Property"
 
 
 def _member(name: str, kind: str, key: str, value: Any, ctx: Context) -> Any:
+    if key in _VALUE_KEYS:
+        if _VALUE_KEY[kind] != key:
+            raise BadRequestData(f"a {kind} ({name}) cannot have a {key} member")
+        return _vocab(name, value, ctx) if key == "vocab" else value
     if key == "observedAt":
         return check_datetime(value, f"{name}.observedAt")
     if key == "datasetId":
@@ -194,10 +214,6 @@ def _member(name: str, kind: str, key: str, value: Any, ctx: Context) -> Any:
         raise BadRequestData(f"{name}.unitCode must be a string")
     if key == "objectType":
         return [ctx.expand(v) for v in value] if isinstance(value, list) else ctx.expand(value)
-    if key == "vocab":
-        return _vocab(name, value, ctx)
-    if ATTRIBUTE_TYPES[kind] != key and key in ATTRIBUTE_TYPES.values():
-        raise BadRequestData(f"a {kind} ({name}) cannot have a {key} member")
     return value
 
 
@@ -209,14 +225,14 @@ def _vocab(name: str, value: Any, ctx: Context) -> Any:
 
 
 def _check_complete(name: str, kind: str, inst: Instance) -> None:
-    key = ATTRIBUTE_TYPES[kind]
+    key = _VALUE_KEY[kind]
     value = inst.get(key)
     if value is None:
         raise BadRequestData(f"a {kind} ({name}) needs a {key} member")
     check = _CHECKS.get(kind)
     if check is not None and not check(value):
         raise BadRequestData(f"{name} has an invalid {key} for a {kind}: {value!r}")
-    if name in GEO_NAMES and kind != "GeoProperty" and value != NULL:
+    if kind != "GeoProperty" and name in GEO_NAMES and value != NULL:
         raise BadRequestData(f"{name} must be a GeoProperty")
 
 

@@ -1,12 +1,12 @@
 """Pure update semantics on stored entities (GS CIM 009 5.6.2-5.6.5, 5.6.17-5.6.19).
 
-Each function takes the stored entity and returns a new one; nothing is changed in place, so a
-failing request can never leave half an update behind.
+Each function takes the store's fresh, private copy of an entity, changes it in place and returns
+it. The store throws that copy away when a function raises, so a failing request can never leave
+half an update behind.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,13 +47,13 @@ def _touched(entity: Entity, now: str) -> Entity:
 
 def append_attrs(entity: Entity, fragment: Entity, now: str, no_overwrite: bool) -> Outcome:
     """5.6.3: add attributes; existing ones are replaced unless noOverwrite."""
-    new = _with_types(entity, fragment)
-    out = Outcome(new)
+    out = Outcome(entity, changed=_add_types(entity, fragment))
     if "scope" in fragment:
         scope = fragment["scope"]
-        new["scope"] = _union(new.get("scope", []), scope) if no_overwrite else scope
+        merged = _union(entity.get("scope", []), scope) if no_overwrite else scope
+        out.changed |= _set_scope(entity, merged)
     for name, instances in fragment["attrs"].items():
-        current = new["attrs"].setdefault(name, [])
+        current = entity["attrs"].setdefault(name, [])
         for inst in instances:
             i = _find(current, inst.get("datasetId"))
             if i >= 0 and no_overwrite:
@@ -62,21 +62,20 @@ def append_attrs(entity: Entity, fragment: Entity, now: str, no_overwrite: bool)
                 _put(current, i, inst, now)
                 out.updated.append(name)
         if not current:
-            del new["attrs"][name]
-    return _finish(entity, out, now)
+            del entity["attrs"][name]
+    return _finish(out, now)
 
 
 def update_attrs(entity: Entity, fragment: Entity, now: str) -> Outcome:
     """5.6.2: replace attributes that exist; the others are reported as not updated."""
-    new = _with_types(entity, fragment)
-    out = Outcome(new)
+    out = Outcome(entity, changed=_add_types(entity, fragment))
     if "scope" in fragment:
-        if "scope" in new:
-            new["scope"] = fragment["scope"]
+        if "scope" in entity:
+            out.changed |= _set_scope(entity, fragment["scope"])
         else:
             out.not_updated.append(("scope", "the entity has no scope to update"))
     for name, instances in fragment["attrs"].items():
-        current = new["attrs"].get(name, [])
+        current = entity["attrs"].get(name, [])
         for inst in instances:
             i = _find(current, inst.get("datasetId"))
             if i < 0:
@@ -84,16 +83,14 @@ def update_attrs(entity: Entity, fragment: Entity, now: str) -> Outcome:
                 continue
             _put(current, i, inst, now)
             out.updated.append(name)
-        if name in new["attrs"] and not current:
-            del new["attrs"][name]
-    return _finish(entity, out, now)
+        if name in entity["attrs"] and not current:
+            del entity["attrs"][name]
+    return _finish(out, now)
 
 
-def _finish(old: Entity, out: Outcome, now: str) -> Outcome:
+def _finish(out: Outcome, now: str) -> Outcome:
     """Stamp the entity only if the operation changed something."""
-    out.changed = bool(out.updated) or any(
-        out.entity.get(k) != old.get(k) for k in ("type", "scope")
-    )
+    out.changed |= bool(out.updated)
     if out.changed:
         _touched(out.entity, now)
     return out
@@ -110,10 +107,17 @@ def _put(current: list[Instance], i: int, inst: Instance, now: str) -> None:
         current.append(_stamp(inst, None, now))
 
 
-def _with_types(entity: Entity, fragment: Entity) -> Entity:
-    new = copy.deepcopy(entity)
-    new["type"] = _union(new["type"], fragment.get("type") or [])
-    return new
+def _add_types(entity: Entity, fragment: Entity) -> bool:
+    types = _union(entity["type"], fragment.get("type") or [])
+    changed = types != entity["type"]
+    entity["type"] = types
+    return changed
+
+
+def _set_scope(entity: Entity, scope: list[str]) -> bool:
+    changed = entity.get("scope") != scope
+    entity["scope"] = scope
+    return changed
 
 
 def _union(first: list[str], second: list[str]) -> list[str]:
@@ -122,7 +126,7 @@ def _union(first: list[str], second: list[str]) -> list[str]:
 
 def partial_update(entity: Entity, name: str, instances: list[Instance], now: str) -> Entity:
     """5.6.4: merge the fragment's members into an existing attribute instance."""
-    new = copy.deepcopy(entity)
+    new = entity
     current = _existing(new, name)
     for inst in instances:
         i = _find(current, inst.get("datasetId"))
@@ -142,7 +146,7 @@ def partial_update(entity: Entity, name: str, instances: list[Instance], now: st
 
 def replace_attr(entity: Entity, name: str, instances: list[Instance], now: str) -> Entity:
     """5.6.19: replace an existing attribute (per datasetId) with a new one."""
-    new = copy.deepcopy(entity)
+    new = entity
     current = _existing(new, name)
     for inst in instances:
         i = _find(current, inst.get("datasetId"))
@@ -158,7 +162,7 @@ def delete_attr(
     entity: Entity, name: str, dataset_id: str | None, delete_all: bool, now: str
 ) -> Entity:
     """5.6.5: delete one instance (default or by datasetId) or every instance."""
-    new = copy.deepcopy(entity)
+    new = entity
     if name == "scope":
         if new.pop("scope", None) is None:
             raise ResourceNotFound(f"entity {entity['id']} has no scope")
@@ -185,7 +189,8 @@ def _existing(entity: Entity, name: str) -> list[Instance]:
 
 def merge_entity(entity: Entity, patch: Entity, now: str) -> Entity:
     """5.6.17: JSON merge-patch of an entity; urn:ngsi-ld:null deletes what it names."""
-    new = _with_types(entity, patch)
+    new = entity
+    _add_types(new, patch)
     if "scope" in patch:
         new["scope"] = patch["scope"]
     for name, instances in patch["attrs"].items():
@@ -202,7 +207,7 @@ def merge_entity(entity: Entity, patch: Entity, now: str) -> Entity:
 
 def replace_entity(entity: Entity, replacement: Entity, now: str) -> Entity:
     """5.6.18: the entity becomes the replacement; only its id and createdAt remain."""
-    new = copy.deepcopy(replacement)
+    new = replacement
     new["id"] = entity["id"]
     new["createdAt"] = entity["createdAt"]
     return _touched(new, now)

@@ -101,18 +101,21 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def json_depth_exceeds(value: Any, limit: int) -> bool:
-    """True when JSON nesting goes deeper than limit (iterative: no recursion limit to hit)."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+_STRUCTURE = b'"[]{}'
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in _STRUCTURE)
+_INNERMOST = re.compile(rb"\{\}|\[\]")
+
+
+def json_depth_exceeds(raw: bytes, limit: int) -> bool:
+    """True when valid JSON text nests deeper than limit.
+
+    Works on the bytes with C-speed passes (no Python walk over every node): strings are cut
+    out, only brackets kept, and each pass removes the innermost level.
+    """
+    text = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    text = b"".join(text.split(b'"')[::2])
+    for _ in range(limit):
+        if not text:
+            return False
+        text = _INNERMOST.sub(b"", text)
+    return bool(text)

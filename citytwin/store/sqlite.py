@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from citytwin.store.base import Change, Entity, MutateFn, Purge
+from citytwin.store.base import Entity, MutateFn, Purge
 
 MIGRATIONS = [
     """
@@ -173,10 +173,7 @@ class SqliteStore:
         return orjson.loads(row[0]) if row else None
 
     async def mutate(self, tenant: str, ops: Sequence[tuple[str, MutateFn]]) -> list[Any]:
-        def job(conn: sqlite3.Connection) -> list[Any]:
-            return [_apply(conn, tenant, entity_id, fn) for entity_id, fn in ops]
-
-        return await self._write(job)
+        return await self._write(lambda conn: _Batch(conn, tenant).run(ops))
 
     async def purge(self, tenant: str, what: Purge) -> int:
         def job(conn: sqlite3.Connection) -> int:
@@ -196,51 +193,80 @@ class SqliteStore:
         return [orjson.loads(doc) for (doc,) in rows]
 
 
-def _apply(conn: sqlite3.Connection, tenant: str, entity_id: str, fn: MutateFn) -> Any:
-    conn.execute("SAVEPOINT op")
-    try:
-        row = conn.execute(
-            "SELECT doc FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id)
-        ).fetchone()
-        change = fn(orjson.loads(row[0]) if row else None)
+class _Batch:
+    """Mutations of one request, applied in order inside the writer's transaction.
+
+    Current documents are read with one query, each function gets its own fresh copy (a failing
+    function changes nothing), and the final states are written with one statement per kind.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, tenant: str) -> None:
+        self.conn = conn
+        self.tenant = tenant
+        self.docs: dict[str, bytes | None] = {}
+        self.existed: dict[str, bool] = {}
+        self.final: dict[str, Entity | None] = {}
+
+    def run(self, ops: Sequence[tuple[str, MutateFn]]) -> list[Any]:
+        self._load(list(dict.fromkeys(i for i, _ in ops)))
+        results = [self._apply(entity_id, fn) for entity_id, fn in ops]
+        self._flush()
+        return results
+
+    def _load(self, ids: list[str]) -> None:
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows = self.conn.execute(
+                f"SELECT id, doc FROM entities WHERE tenant = ? AND id IN ({marks})",
+                (self.tenant, *part),
+            ).fetchall()
+            self.docs.update((i, doc.encode()) for i, doc in rows)
+        for entity_id in ids:
+            self.existed[entity_id] = entity_id in self.docs
+            self.docs.setdefault(entity_id, None)
+
+    def _apply(self, entity_id: str, fn: MutateFn) -> Any:
+        raw = self.docs[entity_id]
+        try:
+            change = fn(orjson.loads(raw) if raw is not None else None)
+        except Exception as exc:
+            return exc
         if change.write:
-            _write(conn, tenant, entity_id, change, exists=row is not None)
-    except Exception as exc:
-        conn.execute("ROLLBACK TO op")
-        conn.execute("RELEASE op")
-        return exc
-    conn.execute("RELEASE op")
-    return change.result
+            entity = change.entity
+            self.docs[entity_id] = orjson.dumps(entity) if entity is not None else None
+            self.final[entity_id] = entity
+        return change.result
 
-
-def _write(
-    conn: sqlite3.Connection, tenant: str, entity_id: str, change: Change, exists: bool
-) -> None:
-    entity = change.entity
-    if entity is None:
-        conn.execute("DELETE FROM entities WHERE tenant = ? AND id = ?", (tenant, entity_id))
-        return
-    values = (
-        orjson.dumps(entity["type"]).decode(),
-        orjson.dumps(entity).decode(),
-        entity["createdAt"],
-        entity["modifiedAt"],
-        tenant,
-        entity_id,
-    )
-    if exists:
-        conn.execute(
+    def _flush(self) -> None:
+        inserts, updates, deletes = [], [], []
+        for entity_id, entity in self.final.items():
+            key = (self.tenant, entity_id)
+            if entity is None:
+                if self.existed[entity_id]:
+                    deletes.append(key)
+                continue
+            row = (
+                orjson.dumps(entity["type"]).decode(),
+                self.docs[entity_id].decode(),  # type: ignore[union-attr]
+                entity["createdAt"],
+                entity["modifiedAt"],
+                *key,
+            )
+            (updates if self.existed[entity_id] else inserts).append(row)
+        if inserts and self.tenant:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)",
+                (self.tenant, _now()),
+            )
+        self.conn.executemany("DELETE FROM entities WHERE tenant = ? AND id = ?", deletes)
+        self.conn.executemany(
             "UPDATE entities SET types = ?, doc = ?, created_at = ?, modified_at = ?"
             " WHERE tenant = ? AND id = ?",
-            values,
+            updates,
         )
-    else:
-        if tenant:
-            conn.execute(
-                "INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)", (tenant, _now())
-            )
-        conn.execute(
+        self.conn.executemany(
             "INSERT INTO entities (types, doc, created_at, modified_at, tenant, id)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            values,
+            inserts,
         )
