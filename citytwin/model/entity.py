@@ -134,11 +134,13 @@ class _Parser:
         return [self.instance(name, raw)]
 
     def instance(self, name: str, raw: Any) -> Instance:
-        if raw is None:
-            raise BadRequestData(f"attribute {name} has no value")
-        if type(raw) is not dict or not _is_attribute_object(raw):
-            raw = {"value": raw}
-        kind = attribute_type(name, raw, self.ctx)
+        kind = raw.get("type") if type(raw) is dict else None
+        if kind not in ATTRIBUTE_TYPES:  # concise, an expanded type name, or a bare value
+            if raw is None:
+                raise BadRequestData(f"attribute {name} has no value")
+            if type(raw) is not dict or not _is_attribute_object(raw):
+                raw = {"value": raw}
+            kind = attribute_type(name, raw, self.ctx)
         inst = self.members(name, kind, raw, {"type": kind})
         _check_complete(name, kind, inst)
         if self.now is not None:
@@ -146,10 +148,13 @@ class _Parser:
         return inst
 
     def members(self, name: str, kind: str, raw: dict[str, Any], inst: Instance) -> Instance:
+        value_key = _VALUE_KEY[kind]
         for key, value in raw.items():
-            if key in _SKIPPED:
+            if key == value_key and key != "vocab":
+                inst[key] = value
+            elif key in _SKIPPED:
                 continue
-            if key in MEMBERS:
+            elif key in MEMBERS:
                 inst[key] = _member(name, kind, key, value, self.ctx)
             else:
                 inst[expand_name(key, self.ctx)] = self.instance(key, value)
@@ -229,6 +234,10 @@ def _check_complete(name: str, kind: str, inst: Instance) -> None:
     value = inst.get(key)
     if value is None:
         raise BadRequestData(f"a {kind} ({name}) needs a {key} member")
+    if kind == "Property":
+        if name in GEO_NAMES and value != NULL:
+            raise BadRequestData(f"{name} must be a GeoProperty")
+        return
     check = _CHECKS.get(kind)
     if check is not None and not check(value):
         raise BadRequestData(f"{name} has an invalid {key} for a {kind}: {value!r}")

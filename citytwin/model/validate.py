@@ -45,13 +45,23 @@ def check_iri(iri: str, name: str, what: str) -> str:
     return iri
 
 
+_SEEN_TIMES: dict[str, bool] = {}
+
+
 def check_datetime(value: Any, what: str) -> str:
-    if isinstance(value, str) and value:
+    """An ISO 8601 DateTime (remembered: a batch of measurements shares few timestamps)."""
+    if type(value) is str and value in _SEEN_TIMES:
+        return value
+    if isinstance(value, str) and value[:1].isdigit():
         try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return value
+            datetime.fromisoformat(value)
         except ValueError:
             pass
+        else:
+            if len(_SEEN_TIMES) > 4096:
+                _SEEN_TIMES.clear()
+            _SEEN_TIMES[value] = True
+            return value
     raise BadRequestData(f"{what} must be an ISO 8601 DateTime, not {value!r}")
 
 
