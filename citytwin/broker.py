@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from citytwin.errors import (
@@ -32,7 +33,7 @@ from citytwin.model.entity import (
     parse_types,
 )
 from citytwin.model.validate import check_scope, check_uri
-from citytwin.store.base import Change, MutateFn, Purge, Store
+from citytwin.store.base import MISSING, AttributeFn, Change, MutateFn, Purge, Store
 
 
 def now() -> str:
@@ -131,6 +132,12 @@ class Broker:
             tenant, entity_id, _outcome(lambda e: update.update_attrs(e, fragment, stamp))
         )
 
+    async def _attribute(
+        self, tenant: str, entity_id: str, name: str, fn: AttributeFn, stamp: str
+    ) -> None:
+        if await self.store.mutate_attribute(tenant, entity_id, name, fn, stamp) is MISSING:
+            raise ResourceNotFound(f"entity {entity_id} does not exist")
+
     async def partial_update(
         self, tenant: str, entity_id: str, attr: str, body: Any, ctx: Context
     ) -> None:
@@ -139,11 +146,8 @@ class Broker:
         name = expand_name(attr, ctx)
         patch = parse_patch(attr, body, ctx)
         stamp = now()
-        await self._one(
-            tenant,
-            entity_id,
-            _existing(lambda e: Change(update.partial_update(e, name, [patch], stamp))),
-        )
+        fn = partial(update.partial_update, name=attr, patch=patch, now=stamp)
+        await self._attribute(tenant, entity_id, name, fn, stamp)
 
     async def replace_attr(
         self, tenant: str, entity_id: str, attr: str, body: Any, ctx: Context
@@ -151,11 +155,8 @@ class Broker:
         """5.6.19."""
         name, instances = _parse_one_attribute(entity_id, attr, body, ctx)
         stamp = now()
-        await self._one(
-            tenant,
-            entity_id,
-            _existing(lambda e: Change(update.replace_attr(e, name, instances, stamp))),
-        )
+        fn = partial(update.replace_attr, name=attr, new=instances, now=stamp)
+        await self._attribute(tenant, entity_id, name, fn, stamp)
 
     async def delete_attr(
         self,
@@ -168,15 +169,16 @@ class Broker:
     ) -> None:
         """5.6.5."""
         check_uri(entity_id, "entity id")
-        name = attr if attr == "scope" else expand_name(attr, ctx)
         if dataset_id is not None:
             check_uri(dataset_id, "datasetId")
         stamp = now()
-        await self._one(
-            tenant,
-            entity_id,
-            _existing(lambda e: Change(update.delete_attr(e, name, dataset_id, delete_all, stamp))),
-        )
+        if attr == "scope":
+            scope_fn = _existing(lambda e: Change(update.delete_scope(e, stamp)))
+            await self._one(tenant, entity_id, scope_fn)
+            return
+        name = expand_name(attr, ctx)
+        fn = partial(update.delete_attr, name=attr, dataset_id=dataset_id, delete_all=delete_all)
+        await self._attribute(tenant, entity_id, name, fn, stamp)
 
     # -- batch operations (5.6.7-5.6.10, 5.6.20) ---------------------------------------------------
 

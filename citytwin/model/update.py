@@ -124,66 +124,60 @@ def _union(first: list[str], second: list[str]) -> list[str]:
     return list(dict.fromkeys([*first, *second]))
 
 
-def partial_update(entity: Entity, name: str, instances: list[Instance], now: str) -> Entity:
-    """5.6.4: merge the fragment's members into an existing attribute instance."""
-    new = entity
-    current = _existing(new, name)
-    for inst in instances:
-        i = _find(current, inst.get("datasetId"))
-        if i < 0:
-            raise ResourceNotFound(f"attribute {name} has no instance {inst.get('datasetId')}")
-        if inst.get("type", current[i]["type"]) != current[i]["type"]:
-            raise BadRequestData(f"{name} is a {current[i]['type']}, not a {inst['type']}")
-        patch = {"type": current[i]["type"], **inst}
-        if is_null(patch):
-            del current[i]
-        else:
-            current[i] = _stamp(_merge_instance(current[i], patch), current[i], now)
-    if not current:
-        del new["attrs"][name]
-    return _touched(new, now)
+Instances = list[Instance]
 
 
-def replace_attr(entity: Entity, name: str, instances: list[Instance], now: str) -> Entity:
+def partial_update(current: Instances | None, name: str, patch: Instance, now: str) -> Instances:
+    """5.6.4: merge the fragment's members into one existing instance of an attribute."""
+    current = _present(current, name)
+    i = _find(current, patch.get("datasetId"))
+    if i < 0:
+        raise ResourceNotFound(f"attribute {name} has no instance {patch.get('datasetId')}")
+    if patch.get("type", current[i]["type"]) != current[i]["type"]:
+        raise BadRequestData(f"{name} is a {current[i]['type']}, not a {patch['type']}")
+    patch = {"type": current[i]["type"], **patch}
+    if is_null(patch):
+        del current[i]
+    else:
+        current[i] = _stamp(_merge_instance(current[i], patch), current[i], now)
+    return current
+
+
+def replace_attr(current: Instances | None, name: str, new: Instances, now: str) -> Instances:
     """5.6.19: replace an existing attribute (per datasetId) with a new one."""
-    new = entity
-    current = _existing(new, name)
-    for inst in instances:
+    current = _present(current, name)
+    for inst in new:
         i = _find(current, inst.get("datasetId"))
         if i < 0:
             raise ResourceNotFound(f"attribute {name} has no instance {inst.get('datasetId')}")
         _put(current, i, inst, now)
-    if not current:
-        del new["attrs"][name]
-    return _touched(new, now)
+    return current
 
 
 def delete_attr(
-    entity: Entity, name: str, dataset_id: str | None, delete_all: bool, now: str
-) -> Entity:
+    current: Instances | None, name: str, dataset_id: str | None, delete_all: bool
+) -> Instances:
     """5.6.5: delete one instance (default or by datasetId) or every instance."""
-    new = entity
-    if name == "scope":
-        if new.pop("scope", None) is None:
-            raise ResourceNotFound(f"entity {entity['id']} has no scope")
-        return _touched(new, now)
-    current = _existing(new, name)
+    current = _present(current, name)
     if delete_all:
-        del new["attrs"][name]
-    else:
-        i = _find(current, dataset_id)
-        if i < 0:
-            raise ResourceNotFound(f"attribute {name} has no instance {dataset_id or 'default'}")
-        del current[i]
-        if not current:
-            del new["attrs"][name]
-    return _touched(new, now)
+        return []
+    i = _find(current, dataset_id)
+    if i < 0:
+        raise ResourceNotFound(f"attribute {name} has no instance {dataset_id or 'default'}")
+    del current[i]
+    return current
 
 
-def _existing(entity: Entity, name: str) -> list[Instance]:
-    current = entity["attrs"].get(name)
+def delete_scope(entity: Entity, now: str) -> Entity:
+    """5.6.5 on scope, which is an entity member rather than an attribute."""
+    if entity.pop("scope", None) is None:
+        raise ResourceNotFound(f"entity {entity['id']} has no scope")
+    return _touched(entity, now)
+
+
+def _present(current: Instances | None, name: str) -> Instances:
     if not current:
-        raise ResourceNotFound(f"entity {entity['id']} has no attribute {name}")
+        raise ResourceNotFound(f"the entity has no attribute {name}")
     return current
 
 

@@ -25,6 +25,15 @@ class Change:
 
 
 MutateFn = Callable[[Entity | None], Change]
+Instances = list[dict[str, Any]]
+AttributeFn = Callable[[Instances | None], Instances]
+
+
+class Missing:
+    """Returned by mutate_attribute when the entity does not exist."""
+
+
+MISSING = Missing()
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,17 @@ class Store(Protocol):
         """Run each (entity id, fn) atomically and in order, in one commit.
 
         A result is fn's Change.result, or the exception fn raised (that op then wrote nothing).
+        """
+        ...
+
+    async def mutate_attribute(
+        self, tenant: str, entity_id: str, name: str, fn: AttributeFn, modified_at: str
+    ) -> Missing | None:
+        """Rewrite one attribute atomically: fn gets its instances (None: no such attribute)
+        and returns the new ones ([] deletes it); the entity's modifiedAt becomes modified_at.
+
+        Single-attribute writes are the commonest (a device reporting a reading), so backends
+        can do them without reading and writing the whole entity. Exceptions of fn propagate.
         """
         ...
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from citytwin.store.base import Entity, MutateFn, Purge
+from citytwin.store.base import MISSING, AttributeFn, Entity, Missing, MutateFn, Purge
 
 MIGRATIONS = [
     """
@@ -174,6 +174,33 @@ class SqliteStore:
 
     async def mutate(self, tenant: str, ops: Sequence[tuple[str, MutateFn]]) -> list[Any]:
         return await self._write(lambda conn: _Batch(conn, tenant).run(ops))
+
+    async def mutate_attribute(
+        self, tenant: str, entity_id: str, name: str, fn: AttributeFn, modified_at: str
+    ) -> Missing | None:
+        path = '$.attrs."' + name.replace('"', '\\"') + '"'
+
+        def job(conn: sqlite3.Connection) -> Missing | None:
+            row = conn.execute(
+                "SELECT json_extract(doc, ?) FROM entities WHERE tenant = ? AND id = ?",
+                (path, tenant, entity_id),
+            ).fetchone()
+            if row is None:
+                return MISSING
+            instances = fn(orjson.loads(row[0]) if row[0] is not None else None)
+            if instances:
+                doc = "json_set(doc, ?, json(?), '$.modifiedAt', ?)"
+                args: tuple[Any, ...] = (path, orjson.dumps(instances).decode(), modified_at)
+            else:
+                doc = "json_set(json_remove(doc, ?), '$.modifiedAt', ?)"
+                args = (path, modified_at)
+            conn.execute(
+                f"UPDATE entities SET doc = {doc}, modified_at = ? WHERE tenant = ? AND id = ?",
+                (*args, modified_at, tenant, entity_id),
+            )
+            return None
+
+        return await self._write(job)
 
     async def purge(self, tenant: str, what: Purge) -> int:
         def job(conn: sqlite3.Connection) -> int:
