@@ -8,6 +8,7 @@ savepoint, and answers them only once that transaction is committed.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import queue
 import sqlite3
 import threading
@@ -65,11 +66,17 @@ def _now() -> str:
 
 
 class _Writer(threading.Thread):
-    """The one thread that writes: group commit of whatever is queued."""
+    """The one thread that writes: group commit of whatever is queued.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    With several worker processes on one file, each has a writer; they take turns through an
+    flock on a side file, which wakes the next writer at once, where SQLite's own busy handler
+    would sleep and poll.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, lock_path: str) -> None:
         super().__init__(name="citytwin-sqlite-writer", daemon=True)
         self.conn = conn
+        self.lock = open(lock_path, "a+b")  # held for the writer's lifetime
         self.jobs: queue.SimpleQueue[tuple[Job, asyncio.Future[Any]] | None] = queue.SimpleQueue()
 
     def run(self) -> None:
@@ -91,6 +98,7 @@ class _Writer(threading.Thread):
 
     def _commit(self, group: list[tuple[Job, asyncio.Future[Any]]]) -> None:
         results: list[tuple[bool, Any]] = []
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             results = [self._savepoint(job) for job, _ in group]
@@ -99,6 +107,8 @@ class _Writer(threading.Thread):
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             results = [(False, exc)] * len(group)
+        finally:
+            fcntl.flock(self.lock, fcntl.LOCK_UN)
         for (_, future), (ok, value) in zip(group, results, strict=True):
             future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
 
@@ -135,7 +145,7 @@ class SqliteStore:
     async def open(self) -> None:
         conn = connect(self.path, self.synchronous)
         migrate(conn)
-        self._writer = _Writer(conn)
+        self._writer = _Writer(conn, self.path + ".lock")
         self._writer.start()
         self._reader = connect(self.path, self.synchronous)
 
@@ -144,6 +154,7 @@ class SqliteStore:
             self._writer.jobs.put(None)
             await asyncio.to_thread(self._writer.join)
             self._writer.conn.close()
+            self._writer.lock.close()
             self._writer = None
         if self._reader is not None:
             self._reader.close()
