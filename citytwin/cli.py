@@ -25,15 +25,25 @@ class _DefaultServe(click.Group):
 
 @click.group(cls=_DefaultServe, invoke_without_command=True)
 @click.option("--get", "get_path", metavar="PATH", help="Answer one GET in-process and print it.")
-@click.option("--db", "database", default=None, help="SQLite file for --get.")
+@click.option("--db", "database", default=None, help="SQLite file (default citytwin.db).")
 @click.pass_context
 def main(ctx: click.Context, get_path: str | None, database: str | None) -> None:
     """citytwin: a digital twin of a city behind an NGSI-LD API."""
     if get_path is not None:
-        settings = Settings.from_env(database=database)
+        settings = _settings(database=database)
         sys.exit(asyncio.run(_get(settings, get_path)))
     if ctx.invoked_subcommand is None:
-        ctx.invoke(serve)
+        ctx.invoke(serve, db_path=database)
+
+
+def _settings(**overrides: object) -> Settings:
+    """Settings from the environment and flags; any mistake is one clear line, not a traceback."""
+    try:
+        settings = Settings.from_env(**overrides)
+    except (TypeError, ValueError) as exc:
+        raise click.ClickException(f"invalid setting: {exc}") from exc
+    _check_database(settings.database)
+    return settings
 
 
 async def _get(settings: Settings, path: str) -> int:
@@ -68,8 +78,7 @@ def serve(
     """Run the broker on DB_PATH (a SQLite file, created if missing; default citytwin.db)."""
     import uvicorn
 
-    settings = Settings.from_env(database=db_path, host=host, port=port, workers=workers)
-    _check_database(settings.database)
+    settings = _settings(database=db_path, host=host, port=port, workers=workers)
     for name, value in asdict(settings).items():
         os.environ[f"CITYTWIN_{name.upper()}"] = str(value)
     click.echo(f"citytwin: NGSI-LD broker on {settings.base_url}/ngsi-ld/v1 ({settings.database})")
@@ -88,5 +97,13 @@ def _check_database(path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise click.ClickException(f"folder {folder} does not exist")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise click.ClickException(f"{path} is not writable")
+    if not os.path.exists(path):
+        return
+    if not os.path.isfile(path):
+        raise click.ClickException(f"{path} is not a file")
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise click.ClickException(f"{path} is not readable and writable")
+    with open(path, "rb") as f:
+        header = f.read(16)
+    if header and header != b"SQLite format 3\x00":
+        raise click.ClickException(f"{path} is not a SQLite database")

@@ -29,9 +29,15 @@ class Settings:
         """Defaults, then CITYTWIN_<FIELD> variables, then explicit overrides (flags)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        defaults = cls()
         for f in fields(cls):
-            raw = env.get(f"CITYTWIN_{f.name.upper()}")
+            name = f"CITYTWIN_{f.name.upper()}"
+            raw = env.get(name)
             if raw is not None:
-                values[f.name] = type(getattr(cls(), f.name))(raw)
+                kind = type(getattr(defaults, f.name))
+                try:
+                    values[f.name] = kind(raw)
+                except ValueError:
+                    raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
