@@ -33,7 +33,15 @@ from citytwin.model.entity import (
     parse_types,
 )
 from citytwin.model.validate import check_scope, check_uri
-from citytwin.store.base import MISSING, AttributeFn, Change, MutateFn, Purge, Store
+from citytwin.store.base import (
+    MISSING,
+    AttributeFn,
+    Change,
+    MutateFn,
+    Query,
+    QueryResult,
+    Store,
+)
 
 
 def now() -> str:
@@ -67,9 +75,10 @@ class Broker:
             raise ResourceNotFound(f"entity {entity_id} does not exist")
         return entity
 
-    async def entities(self, tenant: str) -> list[Entity]:
+    async def query(self, tenant: str, query: Query) -> QueryResult:
+        """5.7.2."""
         await self.require_tenant(tenant)
-        return await self.store.scan(tenant)
+        return await self.store.query(tenant, query)
 
     # -- single-entity writes --------------------------------------------------------------------
 
@@ -216,13 +225,13 @@ class Broker:
         return result
 
     async def purge(
-        self, tenant: str, what: Purge, attrs: frozenset[str] | None = None, keep: bool = False
+        self, tenant: str, what: Query, attrs: frozenset[str] | None = None, keep: bool = False
     ) -> int:
         """5.6.21: delete the entities a filter selects, or (keep/drop) some of their attributes."""
         await self.require_tenant(tenant)
         if attrs is None:
             return await self.store.purge(tenant, what)
-        ids = [e["id"] for e in await self.store.scan(tenant) if what.matches(e["id"], e["type"])]
+        ids = [e["id"] for e in (await self.store.query(tenant, what)).entities]
         stamp = now()
 
         def trim(entity: Entity) -> Change:
@@ -378,4 +387,4 @@ def _nulls_to_ngsi(body: Any) -> Any:
     return body
 
 
-__all__ = ["BatchResult", "Broker", "Purge"]
+__all__ = ["BatchResult", "Broker", "Query", "QueryResult"]

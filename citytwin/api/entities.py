@@ -9,13 +9,12 @@ from starlette.responses import Response
 
 from citytwin.api import params
 from citytwin.api.negotiation import GEO_JSON, accept, json_response
+from citytwin.api.query import selection
 from citytwin.api.state import body_and_context, request_context, state, tenant_of
-from citytwin.broker import Purge
 from citytwin.errors import BadRequestData, ResourceNotFound
 from citytwin.model.context import Context
 from citytwin.model.render import View, render_entity, render_feature
 from citytwin.model.update import Outcome
-from citytwin.model.validate import check_uri
 
 NO_CONTENT = 204
 _RETRIEVE = params.VIEW_PARAMS | {"type", "datasetId", "join", "joinLevel", "containedBy"}
@@ -60,44 +59,6 @@ async def retrieve_entity(request: Request) -> Response:
 def _check_type(entity: dict[str, Any], types: list[str] | None, ctx: Context) -> None:
     if types and not {ctx.expand(t) for t in types} & set(entity["type"]):
         raise ResourceNotFound(f"entity {entity['id']} is not of type {','.join(types)}")
-
-
-async def query_entities(request: Request) -> Response:
-    """5.7.2 (basic form: type, id, idPattern, pick/omit, limit/offset/count)."""
-    params.check_params(request, _QUERY)
-    media = accept(request, geo=True)
-    view = params.view(request)
-    ctx = await request_context(request)
-    app = state(request)
-    what = _purge_filter(request, ctx)
-    limit = _int(request, "limit", app.settings.default_limit)
-    offset = _int(request, "offset", 0)
-    if (
-        what.types is None
-        and what.ids is None
-        and what.id_pattern is None
-        and not (request.query_params.get("q") or request.query_params.get("georel"))
-    ):
-        raise BadRequestData("a query needs at least one of type, id, idPattern, q or georel")
-    entities = await app.broker.entities(tenant_of(request))
-    found = [e for e in entities if what.matches(e["id"], e["type"])]
-    page = [represent(e, ctx, view, media) for e in found[offset : offset + limit]]
-    headers = {}
-    if params.flag(request, "count"):
-        headers["NGSILD-Results-Count"] = str(len(found))
-    if media == GEO_JSON:
-        data: Any = {"type": "FeatureCollection", "features": page}
-        return json_response(data, media=media, ctx=ctx, headers=headers)
-    return json_response(page, media=media, ctx=ctx, headers=headers)
-
-
-def _int(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit():
-        raise BadRequestData(f"{name} must be a non-negative integer")
-    return int(raw)
 
 
 async def delete_entity(request: Request) -> Response:
@@ -200,27 +161,13 @@ async def purge_entities(request: Request) -> Response:
     allowed = {"type", "id", "idPattern", "q", "scopeQ", "local", "via", "keep", "drop"}
     params.check_params(request, allowed)
     ctx = await request_context(request)
-    what = _purge_filter(request, ctx)
+    what = selection(request.query_params, ctx)
     keep, drop = params.csv(request, "keep"), params.csv(request, "drop")
     if keep is not None and drop is not None:
         raise BadRequestData("keep and drop cannot be used together")
     if what.everything and not params.flag(request, "local"):
         raise BadRequestData("purge needs at least one of type, id, idPattern, q or local=true")
-    if request.query_params.get("q") or request.query_params.get("scopeQ"):
-        raise BadRequestData("q and scopeQ are not supported by purge yet")
     names = keep if keep is not None else drop
     attrs = frozenset(ctx.expand(n) for n in names) if names is not None else None
     await state(request).broker.purge(tenant_of(request), what, attrs, keep=keep is not None)
     return _empty()
-
-
-def _purge_filter(request: Request, ctx: Context) -> Purge:
-    types = params.csv(request, "type")
-    ids = params.csv(request, "id")
-    for entity_id in ids or []:
-        check_uri(entity_id, "id")
-    return Purge(
-        types=frozenset(ctx.expand(t) for t in types) if types else None,
-        ids=frozenset(ids) if ids else None,
-        id_pattern=request.query_params.get("idPattern"),
-    )

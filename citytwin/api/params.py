@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from starlette.requests import Request
 
@@ -26,7 +26,11 @@ def check_params(request: Request, allowed: Iterable[str]) -> None:
 
 
 def csv(request: Request, name: str) -> list[str] | None:
-    raw = request.query_params.get(name)
+    return _csv(request.query_params, name)
+
+
+def _csv(values: Mapping[str, str], name: str) -> list[str] | None:
+    raw = values.get(name)
     if raw is None:
         return None
     items = [item.strip() for item in raw.split(",") if item.strip()]
@@ -52,18 +56,22 @@ def flag(request: Request, name: str) -> bool:
     return raw == "true"
 
 
-def view(request: Request) -> View:
-    """The representation asked for by options, format, pick/omit/attrs, lang, geometryProperty."""
+def view(request: Request, extra: Mapping[str, str] | None = None) -> View:
+    """The representation asked for by options, format, pick/omit/attrs, lang, geometryProperty.
+
+    extra: the same members given another way (a Query body), which win over the URL.
+    """
+    values = {**request.query_params, **(extra or {})}
     opts = options(request)
     forms = {_FORMS[o] for o in opts if o in _FORMS}
-    fmt = request.query_params.get("format")
+    fmt = values.get("format")
     if fmt is not None:
         if fmt not in _FORMS:
             raise BadRequestData(f"unknown format {fmt!r}")
         forms = {_FORMS[fmt]}
     if len(forms) > 1:
         raise BadRequestData("options asks for more than one representation")
-    pick, omit, attrs = csv(request, "pick"), csv(request, "omit"), csv(request, "attrs")
+    pick, omit, attrs = (_csv(values, n) for n in ("pick", "omit", "attrs"))
     if pick is not None and omit is not None:
         raise BadRequestData("pick and omit cannot be used together")
     if attrs is not None:
@@ -73,6 +81,6 @@ def view(request: Request) -> View:
         sys_attrs="sysAttrs" in opts,
         pick=frozenset(pick) if pick is not None else None,
         omit=frozenset(omit or ()),
-        lang=request.query_params.get("lang"),
-        geometry=request.query_params.get("geometryProperty", "location"),
+        lang=values.get("lang"),
+        geometry=values.get("geometryProperty", "location"),
     )

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from citytwin.api import batch, contexts, entities
+from citytwin.api import batch, contexts, entities, query
 from citytwin.errors import MethodNotAllowed
 
 BASE = "/ngsi-ld/v1"
@@ -50,7 +50,7 @@ def routes() -> list[BaseRoute]:
             "/entities",
             {
                 "POST": e.create_entity,
-                "GET": e.query_entities,
+                "GET": query.query_entities,
                 "DELETE": e.purge_entities,
                 # PATCH and PUT here name an empty entity id: answered as bad input (400)
                 "PATCH": e.merge_entity,
@@ -83,6 +83,7 @@ def routes() -> list[BaseRoute]:
     ]
     for op in batch.OPERATIONS:
         table += _collection(f"/entityOperations/{op}", {"POST": _batch(op)})
+    table += _collection("/entityOperations/query", {"POST": query.post_query})
     return table
 
 

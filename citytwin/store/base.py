@@ -7,10 +7,12 @@ entity exactly as it was.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from citytwin.model.geo import GeoQuery
+from citytwin.model.query import Node
 
 Entity = dict[str, Any]
 
@@ -37,23 +39,36 @@ MISSING = Missing()
 
 
 @dataclass(frozen=True)
-class Purge:
-    """Which entities DELETE /entities removes (5.6.21): all conditions must hold."""
+class Query:
+    """Which entities a query, a purge or a batch selects (5.7.2, 5.6.21); names are IRIs.
 
-    types: frozenset[str] | None = None
-    ids: frozenset[str] | None = None
+    Every condition given must hold. Results come ordered by entity id unless told otherwise.
+    """
+
+    types: Node | None = None
+    ids: tuple[str, ...] | None = None
     id_pattern: str | None = None
+    q: Node | None = None
+    scope_q: Node | None = None
+    geo: GeoQuery | None = None
+    attrs: frozenset[str] | None = None
+    limit: int | None = None
+    offset: int = 0
+    count: bool = False
 
     @property
     def everything(self) -> bool:
-        return self.types is None and self.ids is None and self.id_pattern is None
+        """No condition at all (selects every entity of the tenant)."""
+        return all(
+            getattr(self, f) is None
+            for f in ("types", "ids", "id_pattern", "q", "scope_q", "geo", "attrs")
+        )
 
-    def matches(self, entity_id: str, types: list[str]) -> bool:
-        if self.ids is not None and entity_id not in self.ids:
-            return False
-        if self.types is not None and self.types.isdisjoint(types):
-            return False
-        return self.id_pattern is None or re.search(self.id_pattern, entity_id) is not None
+
+@dataclass
+class QueryResult:
+    entities: list[Entity]
+    count: int | None = None
 
 
 class Store(Protocol):
@@ -83,6 +98,6 @@ class Store(Protocol):
         """
         ...
 
-    async def purge(self, tenant: str, what: Purge) -> int: ...
+    async def query(self, tenant: str, query: Query) -> QueryResult: ...
 
-    async def scan(self, tenant: str) -> list[Entity]: ...
+    async def purge(self, tenant: str, query: Query) -> int: ...

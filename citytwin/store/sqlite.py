@@ -18,22 +18,18 @@ from typing import Any
 
 import orjson
 
-from citytwin.store.base import MISSING, AttributeFn, Entity, Missing, MutateFn, Purge
+from citytwin.store.base import (
+    MISSING,
+    AttributeFn,
+    Entity,
+    Missing,
+    MutateFn,
+    Query,
+    QueryResult,
+)
+from citytwin.store.sqlite_index import migrate, reindex, reindex_attribute
+from citytwin.store.sqlite_query import matching_ids, register, run_query
 
-MIGRATIONS = [
-    """
-    CREATE TABLE tenants (name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
-    CREATE TABLE entities (
-        tenant TEXT NOT NULL,
-        id TEXT NOT NULL,
-        types TEXT NOT NULL,
-        doc TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        modified_at TEXT NOT NULL,
-        PRIMARY KEY (tenant, id)
-    );
-    """,
-]
 GROUP_MAX = 1000
 Job = Callable[[sqlite3.Connection], Any]
 
@@ -43,22 +39,8 @@ def connect(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
+    register(conn)
     return conn
-
-
-def migrate(conn: sqlite3.Connection) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if conn.execute("PRAGMA user_version").fetchone()[0] < number:
-                for statement in filter(str.strip, script.split(";")):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={number}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
 
 def _now() -> str:
@@ -198,7 +180,10 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 return MISSING
-            instances = fn(orjson.loads(row[0]) if row[0] is not None else None)
+            old = orjson.loads(row[0]) if row[0] is not None else None
+            instances = fn(old)
+            if _has_geo(old) or _has_geo(instances):
+                reindex_attribute(conn, tenant, entity_id, name, instances)
             if instances:
                 doc = "json_set(doc, ?, json(?), '$.modifiedAt', ?)"
                 args: tuple[Any, ...] = (path, orjson.dumps(instances).decode(), modified_at)
@@ -213,22 +198,22 @@ class SqliteStore:
 
         return await self._write(job)
 
-    async def purge(self, tenant: str, what: Purge) -> int:
+    async def query(self, tenant: str, query: Query) -> QueryResult:
+        return run_query(self.reader, tenant, query)
+
+    async def purge(self, tenant: str, query: Query) -> int:
         def job(conn: sqlite3.Connection) -> int:
-            rows = conn.execute(
-                "SELECT id, types FROM entities WHERE tenant = ?", (tenant,)
-            ).fetchall()
-            doomed = [(tenant, i) for i, types in rows if what.matches(i, orjson.loads(types))]
-            conn.executemany("DELETE FROM entities WHERE tenant = ? AND id = ?", doomed)
-            return len(doomed)
+            ids = matching_ids(conn, tenant, query)
+            keys = [(tenant, i) for i in ids]
+            conn.executemany("DELETE FROM entities WHERE tenant = ? AND id = ?", keys)
+            reindex(conn, tenant, dict.fromkeys(ids))
+            return len(ids)
 
         return await self._write(job)
 
-    async def scan(self, tenant: str) -> list[Entity]:
-        rows = self.reader.execute(
-            "SELECT doc FROM entities WHERE tenant = ? ORDER BY rowid", (tenant,)
-        ).fetchall()
-        return [orjson.loads(doc) for (doc,) in rows]
+
+def _has_geo(instances: list[Entity] | None) -> bool:
+    return any(i.get("type") == "GeoProperty" for i in instances or ())
 
 
 class _Batch:
@@ -308,3 +293,4 @@ class _Batch:
             " VALUES (?, ?, ?, ?, ?, ?)",
             inserts,
         )
+        reindex(self.conn, self.tenant, self.final)

@@ -1,0 +1,154 @@
+"""Geo-queries (GS CIM 009 4.10): parsing, and the exact predicates behind the R*Tree index."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from citytwin.errors import BadRequestData
+from citytwin.model.validate import is_geometry
+
+GEORELS = ("near", "within", "contains", "intersects", "equals", "disjoint", "overlaps")
+GEOMETRIES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon")
+EARTH_RADIUS_M = 6_371_008.8
+_M_PER_DEGREE = math.pi * EARTH_RADIUS_M / 180
+
+
+@dataclass(frozen=True)
+class GeoQuery:
+    georel: str
+    geometry: dict[str, Any]
+    geoproperty: str = "location"
+    max_distance: float | None = None
+    min_distance: float | None = None
+
+    def bbox(self) -> tuple[float, float, float, float] | None:
+        """The box (minx, maxx, miny, maxy) candidates must touch; None: no box prunes."""
+        if self.georel == "disjoint" or (self.georel == "near" and self.max_distance is None):
+            return None
+        minx, maxx, miny, maxy = bbox(self.geometry)
+        if self.georel == "near":
+            pad_y = self.max_distance / _M_PER_DEGREE  # type: ignore[operator]
+            lat = max(abs(miny), abs(maxy))
+            pad_x = pad_y / max(math.cos(math.radians(min(lat, 89.9))), 1e-6)
+            return minx - pad_x, maxx + pad_x, miny - pad_y, maxy + pad_y
+        return minx, maxx, miny, maxy
+
+
+def parse_geo_query(
+    georel: str | None, geometry: str | None, coordinates: Any, geoproperty: str | None
+) -> GeoQuery | None:
+    """The geo-query of a request; all of georel, geometry and coordinates, or none."""
+    if georel is None and geometry is None and coordinates is None:
+        if geoproperty is not None:
+            raise BadRequestData("geoproperty needs georel, geometry and coordinates")
+        return None
+    if georel is None or geometry is None or coordinates is None:
+        raise BadRequestData("a geo-query needs georel, geometry and coordinates together")
+    relation, distances = _georel(georel)
+    if geometry not in GEOMETRIES:
+        raise BadRequestData(f"geometry must be one of {', '.join(GEOMETRIES)}, not {geometry!r}")
+    shape = {"type": geometry, "coordinates": _coordinates(coordinates)}
+    if not is_geometry(shape):
+        raise BadRequestData(f"coordinates do not make a valid {geometry}")
+    return GeoQuery(relation, shape, geoproperty or "location", **distances)
+
+
+def _georel(text: str) -> tuple[str, dict[str, float]]:
+    relation, *modifiers = text.split(";")
+    if relation not in GEORELS:
+        raise BadRequestData(f"georel must be one of {', '.join(GEORELS)}, not {relation!r}")
+    distances: dict[str, float] = {}
+    for modifier in modifiers:
+        name, sep, value = modifier.partition("==")
+        if relation != "near" or name not in ("maxDistance", "minDistance") or not sep:
+            raise BadRequestData(f"invalid georel modifier {modifier!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise BadRequestData(f"{name} must be a number, not {value!r}") from None
+        if number < 0 or not math.isfinite(number):
+            raise BadRequestData(f"{name} must be a non-negative number")
+        distances["max_distance" if name == "maxDistance" else "min_distance"] = number
+    if relation == "near" and not distances:
+        raise BadRequestData("near needs maxDistance or minDistance")
+    return relation, distances
+
+
+def _coordinates(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise BadRequestData(f"coordinates are not a JSON array: {value!r}") from None
+    return value
+
+
+def positions(geometry: dict[str, Any]) -> Iterator[list[float]]:
+    """Every position of a GeoJSON geometry."""
+    if geometry.get("type") == "GeometryCollection":
+        for part in geometry.get("geometries", []):
+            yield from positions(part)
+        return
+    stack = [geometry.get("coordinates")]
+    while stack:
+        item = stack.pop()
+        if item and isinstance(item[0], int | float):
+            yield item
+        else:
+            stack.extend(item or [])
+
+
+def bbox(geometry: dict[str, Any]) -> tuple[float, float, float, float]:
+    xs, ys = [], []
+    for position in positions(geometry):
+        xs.append(position[0])
+        ys.append(position[1])
+    return min(xs), max(xs), min(ys), max(ys)
+
+
+def matches(query: GeoQuery, value: dict[str, Any]) -> bool:
+    """The exact predicate, for a candidate the index let through (shapely, planar)."""
+    from shapely.geometry import shape
+
+    target = shape(value)
+    ref = shape(query.geometry)
+    if query.georel == "near":
+        meters = distance_m(ref, target)
+        if query.max_distance is not None and meters > query.max_distance:
+            return False
+        return query.min_distance is None or meters >= query.min_distance
+    if query.georel == "within":
+        return bool(target.within(ref))
+    if query.georel == "contains":
+        return bool(target.contains(ref))
+    if query.georel == "intersects":
+        return bool(target.intersects(ref))
+    if query.georel == "equals":
+        return bool(target.equals(ref))
+    if query.georel == "disjoint":
+        return bool(target.disjoint(ref))
+    return bool(target.overlaps(ref))
+
+
+def distance_m(a: Any, b: Any) -> float:
+    """Distance in metres: exact great circle between points, local projection otherwise."""
+    if a.geom_type == "Point" and b.geom_type == "Point":
+        return haversine(a.x, a.y, b.x, b.y)
+    from shapely.affinity import scale
+
+    lat = a.centroid.y
+    factor = math.cos(math.radians(lat))
+    project = dict(xfact=_M_PER_DEGREE * factor, yfact=_M_PER_DEGREE, origin=(0, 0))
+    return float(scale(a, **project).distance(scale(b, **project)))
+
+
+def haversine(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(h))

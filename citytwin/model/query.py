@@ -1,0 +1,367 @@
+"""The NGSI-LD query language (GS CIM 009 4.9), scope queries (4.19) and type expressions.
+
+Parsers turn query strings into small ASTs; the store compiles them to SQL. Errors name the
+offending part of the string and are BadRequestData (the API answers 400).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from citytwin.errors import BadRequestData
+
+# -- AST -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Path:
+    """What a term looks at: attribute, sub-attributes (a.b), then keys into the value (a[k])."""
+
+    attr: str
+    sub: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Range:
+    low: Any
+    high: Any
+
+
+@dataclass(frozen=True)
+class Term:
+    """One comparison; op None tests that the attribute exists."""
+
+    path: Path
+    op: str | None = None
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class All:
+    parts: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Any_:
+    parts: tuple[Node, ...]
+
+
+Node = Term | All | Any_
+
+MEMBERS = ("observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "objectType", "lang")
+OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "~=", "!~=")
+_OP = re.compile(r"!~=|~=|==|!=|>=|<=|>|<")
+_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?$")
+_NAME_STOP = set("=!<>~;|()[].,")
+_MAX_DEPTH = 32
+
+# -- q ---------------------------------------------------------------------------------------------
+
+
+def parse_q(text: str) -> Node:
+    """4.9: terms joined by ; (and) and | (or), with brackets; and binds tighter than or."""
+    parser = _Parser(text)
+    node = parser.expression(0)
+    if parser.pos != len(text):
+        parser.fail("unexpected text")
+    return node
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        if not text:
+            raise BadRequestData("q is empty")
+        self.text = text
+        self.pos = 0
+
+    def fail(self, why: str) -> None:
+        shown = self.text[: self.pos] + " >>" + self.text[self.pos :]
+        raise BadRequestData(f"invalid q at position {self.pos} ({why}): {shown}")
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def expression(self, depth: int) -> Node:
+        if depth > _MAX_DEPTH:
+            self.fail("brackets nest too deeply")
+        ors = [self.conjunction(depth)]
+        while self.peek() == "|":
+            self.pos += 1
+            ors.append(self.conjunction(depth))
+        return ors[0] if len(ors) == 1 else Any_(tuple(ors))
+
+    def conjunction(self, depth: int) -> Node:
+        ands = [self.factor(depth)]
+        while self.peek() == ";":
+            self.pos += 1
+            ands.append(self.factor(depth))
+        return ands[0] if len(ands) == 1 else All(tuple(ands))
+
+    def factor(self, depth: int) -> Node:
+        if self.peek() == "(":
+            self.pos += 1
+            node = self.expression(depth + 1)
+            if self.peek() != ")":
+                self.fail("missing )")
+            self.pos += 1
+            return node
+        return self.term()
+
+    def term(self) -> Term:
+        path = self.path()
+        match = _OP.match(self.text, self.pos)
+        if match is None:
+            if self.peek() not in ("", ";", "|", ")"):
+                self.fail("expected an operator")
+            return Term(path)
+        op = match.group()
+        self.pos = match.end()
+        if op in ("~=", "!~="):
+            return Term(path, op, self.pattern())
+        return Term(path, op, self.value(op))
+
+    def path(self) -> Path:
+        attr = self.name()
+        sub: list[str] = []
+        keys: list[str] = []
+        while self.peek() in (".", "["):
+            if self.peek() == ".":
+                self.pos += 1
+                sub.append(self.name())
+            else:
+                self.pos += 1
+                keys.append(self.name())
+                if self.peek() != "]":
+                    self.fail("missing ]")
+                self.pos += 1
+        return Path(attr, tuple(sub), tuple(keys))
+
+    def name(self) -> str:
+        start = self.pos
+        text = self.text
+        iri = False  # a full IRI (scheme://...) may contain dots
+        while self.pos < len(text):
+            ch = text[self.pos]
+            if ch == ":" and text.startswith("//", self.pos + 1):
+                iri = True
+                self.pos += 3
+                continue
+            if (ch in _NAME_STOP and not (iri and ch == ".")) or ch.isspace():
+                break
+            self.pos += 1
+        if self.pos == start:
+            self.fail("expected an attribute name")
+        return text[start : self.pos]
+
+    def pattern(self) -> str:
+        end = len(self.text)
+        for stop in (";", "|", ")"):
+            found = self.text.find(stop, self.pos)
+            if found >= 0:
+                end = min(end, found)
+        raw = self.text[self.pos : end]
+        if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+            raw = raw[1:-1]
+        try:
+            re.compile(raw)
+        except re.error as exc:
+            self.fail(f"invalid regular expression: {exc}")
+        self.pos = end
+        return raw
+
+    def value(self, op: str) -> Any:
+        first = self.scalar()
+        if self.text.startswith("..", self.pos):
+            self.pos += 2
+            if op not in ("==", "!="):
+                self.fail("a range needs == or !=")
+            return Range(first, self.scalar())
+        if self.peek() == ",":
+            if op not in ("==", "!="):
+                self.fail("a list of values needs == or !=")
+            values = [first]
+            while self.peek() == ",":
+                self.pos += 1
+                values.append(self.scalar())
+            return tuple(values)
+        return first
+
+    def scalar(self) -> Any:
+        if self.peek() == '"':
+            return self.quoted()
+        start = self.pos
+        text = self.text
+        while self.pos < len(text) and text[self.pos] not in ";|),":
+            if text.startswith("..", self.pos):
+                break
+            self.pos += 1
+        raw = text[start : self.pos]
+        if not raw:
+            self.fail("expected a value")
+        return _literal(raw)
+
+    def quoted(self) -> str:
+        out: list[str] = []
+        self.pos += 1
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if ch == "\\" and self.pos + 1 < len(self.text):
+                out.append(self.text[self.pos + 1])
+                self.pos += 2
+                continue
+            self.pos += 1
+            if ch == '"':
+                return "".join(out)
+            out.append(ch)
+        self.fail("unterminated string")
+        return ""
+
+
+def _literal(raw: str) -> Any:
+    if raw == "true":
+        return True
+    if raw == "false":
+        return False
+    if _NUMBER.match(raw):
+        number = float(raw)
+        return int(number) if number.is_integer() and re.match(r"-?\d+$", raw) else number
+    return raw  # a DateTime, Date, Time or URI: compared as text
+
+
+def expand(node: Node, expand_name: Any) -> Node:
+    """The same query with attribute, sub-attribute and type names expanded to IRIs."""
+    if isinstance(node, Term):
+        if node.op in ("scope", "id", "idPattern"):
+            return node
+        if node.op == "type":
+            return Term(node.path, "type", expand_name(node.value))
+        path = node.path
+        sub = tuple(s if s in MEMBERS else expand_name(s) for s in path.sub)
+        return Term(Path(expand_name(path.attr), sub, path.keys), node.op, node.value)
+    parts = tuple(expand(p, expand_name) for p in node.parts)
+    return All(parts) if isinstance(node, All) else Any_(parts)
+
+
+def attribute_names(node: Node) -> set[str]:
+    """Every attribute a query looks at (for pick/attrs and validation)."""
+    if isinstance(node, Term):
+        return {node.path.attr}
+    return set().union(*(attribute_names(p) for p in node.parts))
+
+
+# -- type expressions ------------------------------------------------------------------------------
+
+
+def parse_types(text: str) -> Node:
+    """Entity type selection (4.17): `,` and `|` are or, `;` is and, with brackets.
+
+    The AST reuses Term with op "type" and the (compact) type name as value.
+    """
+    if not text.strip():
+        raise BadRequestData("type is empty")
+    normalized = text.replace(",", "|")
+    parser = _Parser(normalized)
+    node = _type_expression(parser, 0)
+    if parser.pos != len(normalized):
+        parser.fail("unexpected text in type")
+    return node
+
+
+def _type_expression(parser: _Parser, depth: int) -> Node:
+    if depth > _MAX_DEPTH:
+        parser.fail("brackets nest too deeply")
+    ors = [_type_conjunction(parser, depth)]
+    while parser.peek() == "|":
+        parser.pos += 1
+        ors.append(_type_conjunction(parser, depth))
+    return ors[0] if len(ors) == 1 else Any_(tuple(ors))
+
+
+def _type_conjunction(parser: _Parser, depth: int) -> Node:
+    ands = [_type_factor(parser, depth)]
+    while parser.peek() == ";":
+        parser.pos += 1
+        ands.append(_type_factor(parser, depth))
+    return ands[0] if len(ands) == 1 else All(tuple(ands))
+
+
+def _type_factor(parser: _Parser, depth: int) -> Node:
+    if parser.peek() == "(":
+        parser.pos += 1
+        node = _type_expression(parser, depth + 1)
+        if parser.peek() != ")":
+            parser.fail("missing )")
+        parser.pos += 1
+        return node
+    start = parser.pos
+    while parser.pos < len(parser.text) and parser.text[parser.pos] not in ";|()":
+        parser.pos += 1
+    name = parser.text[start : parser.pos].strip()
+    if not name:
+        parser.fail("expected a type name")
+    return Term(Path(name), "type", name)
+
+
+# -- scopeQ ----------------------------------------------------------------------------------------
+
+_SCOPE = re.compile(r"^/(#|\+|[^/#+\s;|()]+)?(/(#|\+|[^/#+\s;|()]+))*$")
+
+
+def parse_scope_q(text: str) -> Node:
+    """4.19: scope patterns (/a/b, /a/+, /a/#, /#) joined by ; and | with brackets."""
+    if not text:
+        raise BadRequestData("scopeQ is empty")
+    parser = _Parser(text)
+    node = _scope_expression(parser, 0)
+    if parser.pos != len(text):
+        parser.fail("unexpected text in scopeQ")
+    return node
+
+
+def _scope_expression(parser: _Parser, depth: int) -> Node:
+    if depth > _MAX_DEPTH:
+        parser.fail("brackets nest too deeply")
+    ors = [_scope_conjunction(parser, depth)]
+    while parser.peek() in ("|", ","):
+        parser.pos += 1
+        ors.append(_scope_conjunction(parser, depth))
+    return ors[0] if len(ors) == 1 else Any_(tuple(ors))
+
+
+def _scope_conjunction(parser: _Parser, depth: int) -> Node:
+    ands = [_scope_factor(parser, depth)]
+    while parser.peek() == ";":
+        parser.pos += 1
+        ands.append(_scope_factor(parser, depth))
+    return ands[0] if len(ands) == 1 else All(tuple(ands))
+
+
+def _scope_factor(parser: _Parser, depth: int) -> Node:
+    if parser.peek() == "(":
+        parser.pos += 1
+        node = _scope_expression(parser, depth + 1)
+        if parser.peek() != ")":
+            parser.fail("missing )")
+        parser.pos += 1
+        return node
+    start = parser.pos
+    while parser.pos < len(parser.text) and parser.text[parser.pos] not in ";|,()":
+        parser.pos += 1
+    pattern = parser.text[start : parser.pos]
+    if not _SCOPE.match(pattern):
+        parser.fail(f"invalid scope pattern {pattern!r}")
+    return Term(Path("scope"), "scope", pattern)
+
+
+def scope_regex(pattern: str) -> str:
+    """A scope pattern as a regular expression over scope strings (+: one level, #: any)."""
+    if pattern == "/#":
+        return r"^/.*$"
+    parts = []
+    for level in pattern.strip("/").split("/"):
+        parts.append({"+": "[^/]+", "#": ".*"}.get(level, re.escape(level)))
+    regex = "^/" + "/".join(parts)
+    return regex[:-3] + "(/.*)?$" if regex.endswith("/.*") else regex + "$"
