@@ -113,7 +113,7 @@ def test_the_walker_sees_real_imports() -> None:
     """Guard against a checker that passes because it finds nothing."""
     source = (PACKAGE / "api" / "entities.py").read_text()
     names = {name for _, name in imported(source, "citytwin.api.entities")}
-    assert {"citytwin.api.state", "citytwin.model.render", "citytwin.api.params"} <= names
+    assert {"citytwin.api.state", "citytwin.api.represent", "citytwin.api.params"} <= names
 
 
 @pytest.mark.parametrize(

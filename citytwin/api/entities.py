@@ -8,12 +8,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from citytwin.api import params
-from citytwin.api.negotiation import GEO_JSON, accept, json_response
+from citytwin.api.negotiation import accept, json_response
 from citytwin.api.query import selection
+from citytwin.api.represent import check_shown, represent
 from citytwin.api.state import body_and_context, request_context, state, tenant_of
 from citytwin.errors import BadRequestData, ResourceNotFound
 from citytwin.model.context import Context
-from citytwin.model.render import View, render_entity, render_feature
 from citytwin.model.update import Outcome
 
 NO_CONTENT = 204
@@ -31,12 +31,6 @@ def _empty(status: int = NO_CONTENT, headers: dict[str, str] | None = None) -> R
     return Response(status_code=status, headers=headers)
 
 
-def represent(entity: dict[str, Any], ctx: Context, view: View, media: str) -> dict[str, Any]:
-    if media == GEO_JSON:
-        return render_feature(entity, ctx, view)
-    return render_entity(entity, ctx, view)
-
-
 async def create_entity(request: Request) -> Response:
     """5.6.1: POST /entities."""
     params.check_params(request, {"local"})
@@ -51,9 +45,13 @@ async def retrieve_entity(request: Request) -> Response:
     media = accept(request, geo=True)
     view = params.view(request)
     ctx = await request_context(request)
-    entity = await state(request).broker.get_entity(tenant_of(request), _entity_id(request))
+    broker, tenant = state(request).broker, tenant_of(request)
+    entity = await broker.get_entity(tenant, _entity_id(request))
     _check_type(entity, params.csv(request, "type"), ctx)
-    return json_response(represent(entity, ctx, view, media), media=media, ctx=ctx)
+    shown = await represent(broker, tenant, [entity], ctx, view, media)
+    check_shown(shown[0], entity, params.csv(request, "attrs"), ctx)
+    body = shown if view.join == "flat" else shown[0]
+    return json_response(body, media=media, ctx=ctx)
 
 
 def _check_type(entity: dict[str, Any], types: list[str] | None, ctx: Context) -> None:

@@ -160,8 +160,11 @@ def json_response(
     """Entity data out: @context in the body for JSON-LD, in a Link header otherwise."""
     out_headers = dict(headers or {})
     if ctx is not None:
+        source = ctx.source if ctx.source is not None else CORE_CONTEXT_URL
         if media == JSON_LD:
-            data = _with_context(data, ctx.source if ctx.source is not None else CORE_CONTEXT_URL)
+            data = _with_context(data, source)
+        elif media == GEO_JSON:  # 6.3.15: GeoJSON carries the @context in the body
+            data = {**data, "@context": source} if isinstance(data, dict) else data
         else:
             out_headers["Link"] = link_header(context_url(ctx))
     return Response(orjson.dumps(data), status, out_headers, media_type=media)

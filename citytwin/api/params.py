@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from starlette.requests import Request
 
 from citytwin.errors import BadRequestData, InvalidRequest
+from citytwin.model.projection import Projection, parse_projection
 from citytwin.model.render import CONCISE, NORMALIZED, SIMPLIFIED, View
 
 VIEW_PARAMS = frozenset(
@@ -43,7 +44,7 @@ def options(request: Request) -> frozenset[str]:
     opts = frozenset(csv(request, "options") or [])
     unknown = opts - _OPTIONS
     if unknown:
-        raise BadRequestData(f"unknown options {sorted(unknown)}")
+        raise InvalidRequest(f"unknown options {sorted(unknown)}")
     return opts
 
 
@@ -67,20 +68,46 @@ def view(request: Request, extra: Mapping[str, str] | None = None) -> View:
     fmt = values.get("format")
     if fmt is not None:
         if fmt not in _FORMS:
-            raise BadRequestData(f"unknown format {fmt!r}")
+            raise InvalidRequest(f"unknown format {fmt!r}")
         forms = {_FORMS[fmt]}
     if len(forms) > 1:
         raise BadRequestData("options asks for more than one representation")
-    pick, omit, attrs = (_csv(values, n) for n in ("pick", "omit", "attrs"))
+    pick, omit = _projection(values, "pick"), _projection(values, "omit")
+    attrs = _csv(values, "attrs")
     if pick is not None and omit is not None:
         raise BadRequestData("pick and omit cannot be used together")
     if attrs is not None:
-        pick = [*(pick or ("id", "type", "scope")), *attrs]
+        if pick is not None or omit is not None:
+            raise BadRequestData("attrs cannot be used with pick or omit")
+        pick = Projection(frozenset(("id", "type", "scope", *attrs)))
     return View(
         form=forms.pop() if forms else NORMALIZED,
         sys_attrs="sysAttrs" in opts,
-        pick=frozenset(pick) if pick is not None else None,
-        omit=frozenset(omit or ()),
+        pick=pick,
+        omit=omit,
         lang=values.get("lang"),
         geometry=values.get("geometryProperty", "location"),
+        join=_join(values.get("join")),
+        join_level=_join_level(values.get("joinLevel")),
     )
+
+
+def _projection(values: Mapping[str, str], name: str) -> Projection | None:
+    raw = values.get(name)
+    return parse_projection(raw, name) if raw is not None else None
+
+
+def _join(raw: str | None) -> str | None:
+    if raw is None or raw == "@none":
+        return None
+    if raw not in ("inline", "flat"):
+        raise BadRequestData(f"join must be inline, flat or @none, not {raw!r}")
+    return raw
+
+
+def _join_level(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise BadRequestData(f"joinLevel must be a positive integer, not {raw!r}")
+    return min(int(raw), 16)

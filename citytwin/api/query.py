@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,6 +17,7 @@ from starlette.responses import Response
 
 from citytwin.api import params
 from citytwin.api.negotiation import GEO_JSON, accept, json_response, read_body
+from citytwin.api.represent import represent
 from citytwin.api.state import request_context, state, tenant_of
 from citytwin.broker import Query
 from citytwin.errors import BadRequestData, TooManyResults
@@ -61,10 +63,10 @@ async def post_query(request: Request) -> Response:
 
 
 async def _answer(request: Request, query: Query, ctx: Context, view: View, media: str) -> Response:
-    from citytwin.api.entities import represent
-
-    result = await state(request).broker.query(tenant_of(request), query)
-    page = [represent(e, ctx, view, media) for e in result.entities]
+    broker, tenant = state(request).broker, tenant_of(request)
+    query = _picked(query, view, ctx)
+    result = await broker.query(tenant, query)
+    page = await represent(broker, tenant, result.entities, ctx, view, media)
     headers = {}
     if result.count is not None:
         headers["NGSILD-Results-Count"] = str(result.count)
@@ -75,6 +77,14 @@ async def _answer(request: Request, query: Query, ctx: Context, view: View, medi
     if media == GEO_JSON:
         data = {"type": "FeatureCollection", "features": page}
     return json_response(data, media=media, ctx=ctx, headers=headers)
+
+
+def _picked(query: Query, view: View, ctx: Context) -> Query:
+    """pick naming only attributes selects the entities that have one of them (4.21)."""
+    if view.pick is None or view.pick.names & {"id", "type", "scope"}:
+        return query
+    attrs = frozenset(expand_name(n, ctx) for n in view.pick.names)
+    return Query(**{**query.__dict__, "attrs": attrs})
 
 
 def _paged(request: Request, query: Query) -> Query:
@@ -127,8 +137,10 @@ def selection(values: Mapping[str, Any], ctx: Context, require: bool = False) ->
     scope_q = parse_scope_q(values["scopeQ"]) if values.get("scopeQ") is not None else None
     geo = parse_geo_query(
         values.get("georel"), values.get("geometry"), values.get("coordinates"),
-        _name(values.get("geoproperty"), ctx),
+        values.get("geoproperty"),
     )  # fmt: skip
+    if geo is not None:
+        geo = replace(geo, geoproperty=expand_name(geo.geoproperty, ctx))
     attrs = values.get("attrs")
     attr_names = frozenset(expand_name(a, ctx) for a in attrs.split(",")) if attrs else None
     query = Query(types, ids, pattern, q, scope_q, geo, attr_names)
@@ -168,10 +180,6 @@ def _q(text: str | None, ctx: Context) -> Node | None:
     if text is None:
         return None
     return expand(parse_q(text), lambda name: expand_name(name, ctx))
-
-
-def _name(name: str | None, ctx: Context) -> str | None:
-    return expand_name(name, ctx) if name is not None else None
 
 
 def _body_selection(data: dict[str, Any], ctx: Context) -> Query:
@@ -221,6 +229,7 @@ def _body_view(data: dict[str, Any]) -> dict[str, str]:
     for key in ("attrs", "pick", "omit"):
         if isinstance(data.get(key), list):
             out[key] = ",".join(data[key])
-    if isinstance(data.get("lang"), str):
-        out["lang"] = data["lang"]
+    for key in ("lang", "join", "joinLevel"):
+        if isinstance(data.get(key), str | int) and not isinstance(data.get(key), bool):
+            out[key] = str(data[key])
     return out

@@ -6,11 +6,12 @@ simplified (keyValues), optionally as a GeoJSON Feature.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from citytwin.model.context import Context
 from citytwin.model.entity import ATTRIBUTE_TYPES, SYSTEM, Entity, Instance
+from citytwin.model.projection import Projection
 
 NORMALIZED, CONCISE, SIMPLIFIED = "normalized", "concise", "simplified"
 _SIMPLE_WRAPPED = {
@@ -28,16 +29,29 @@ class View:
 
     form: str = NORMALIZED
     sys_attrs: bool = False
-    pick: frozenset[str] | None = None
-    omit: frozenset[str] = frozenset()
+    pick: Projection | None = None
+    omit: Projection | None = None
     lang: str | None = None
     geometry: str = "location"
+    join: str | None = None
+    join_level: int = 1
 
     def keeps(self, member: str) -> bool:
-        """pick/omit test on a compacted member name (id, type, scope or an attribute)."""
-        if member in self.omit:
+        """pick/omit on a compacted member name (id, type, scope or an attribute).
+
+        In omit, a name with braces is not omitted itself: its braces omit members of the
+        entities it links to.
+        """
+        omit = self.omit
+        if omit is not None and member in omit.names and member not in omit.linked:
             return False
-        return self.pick is None or member in self.pick
+        return self.pick is None or member in self.pick.names
+
+    def for_linked(self, attr: str) -> View:
+        """The view of the entities an attribute links to: the projection in its braces."""
+        pick = self.pick.linked.get(attr) if self.pick is not None else None
+        omit = self.omit.linked.get(attr) if self.omit is not None else None
+        return replace(self, pick=pick, omit=omit)
 
 
 def render_entity(entity: Entity, ctx: Context, view: View) -> dict[str, Any]:

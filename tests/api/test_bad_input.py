@@ -52,7 +52,7 @@ async def snapshot(client: httpx.AsyncClient) -> Any:
         ("PUT", f"/entities/{ID}", b'{"id": "urn:other:1", "type": "Building"}', JSON, 400,
          "BadRequestData"),
         ("PUT", f"/entities/{ID}/attrs/scope", b'{"scope": "/a"}', JSON, 400, "BadRequestData"),
-        ("POST", f"/entities/{ID}/attrs?options=bogus", b'{"a": 1}', JSON, 400, "BadRequestData"),
+        ("POST", f"/entities/{ID}/attrs?options=bogus", b'{"a": 1}', JSON, 400, "InvalidRequest"),
         ("GET", f"/entities/{ID}?unknownParam=1", b"", {}, 400, "InvalidRequest"),
         ("GET", f"/entities/{ID}", b"", {"Accept": "application/xml"}, 406, "NotAcceptable"),
         ("DELETE", f"/entities/{ID}/attrs/height?datasetId=notauri", b"", {}, 400,
