@@ -50,7 +50,7 @@ async def retrieve_entity(request: Request) -> Response:
     _check_type(entity, params.csv(request, "type"), ctx)
     shown = await represent(broker, tenant, [entity], ctx, view, media)
     check_shown(shown[0], entity, params.csv(request, "attrs"), ctx)
-    body = shown if view.join == "flat" else shown[0]
+    body = shown if view.join == "flat" and len(shown) > 1 else shown[0]
     return json_response(body, media=media, ctx=ctx)
 
 

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from citytwin.errors import BadRequestData, InvalidRequest
 from citytwin.model.projection import Projection, parse_projection
 from citytwin.model.render import CONCISE, NORMALIZED, SIMPLIFIED, View
+from citytwin.model.validate import check_uri
 
 VIEW_PARAMS = frozenset(
     {"attrs", "pick", "omit", "options", "format", "lang", "geometryProperty", "local", "via"}
@@ -89,7 +90,19 @@ def view(request: Request, extra: Mapping[str, str] | None = None) -> View:
         geometry=values.get("geometryProperty", "location"),
         join=_join(values.get("join")),
         join_level=_join_level(values.get("joinLevel")),
+        dataset_ids=_dataset_ids(values.get("datasetId")),
     )
+
+
+def _dataset_ids(raw: str | None) -> frozenset[str | None] | None:
+    """datasetId=a,b,@none: only those instances are shown (@none: the default one)."""
+    if raw is None:
+        return None
+    ids = [i.strip() for i in raw.split(",")]
+    for dataset_id in ids:
+        if dataset_id != "@none":
+            check_uri(dataset_id, "datasetId")
+    return frozenset(None if i == "@none" else i for i in ids)
 
 
 def _projection(values: Mapping[str, str], name: str) -> Projection | None:

@@ -24,7 +24,18 @@ from citytwin.errors import BadRequestData, TooManyResults
 from citytwin.model.context import Context
 from citytwin.model.entity import expand_name
 from citytwin.model.geo import parse_geo_query
-from citytwin.model.query import All, Any_, Node, Path, Term, expand, parse_q, parse_scope_q
+from citytwin.model.query import (
+    All,
+    Any_,
+    Node,
+    Path,
+    Term,
+    expand,
+    expand_order,
+    parse_order_by,
+    parse_q,
+    parse_scope_q,
+)
 from citytwin.model.query import parse_types as parse_type_expression
 from citytwin.model.render import View
 from citytwin.model.validate import check_uri
@@ -142,12 +153,21 @@ def selection(values: Mapping[str, Any], ctx: Context, require: bool = False) ->
     if geo is not None:
         geo = replace(geo, geoproperty=expand_name(geo.geoproperty, ctx))
     attrs = values.get("attrs")
-    attr_names = frozenset(expand_name(a, ctx) for a in attrs.split(",")) if attrs else None
-    query = Query(types, ids, pattern, q, scope_q, geo, attr_names)
+    attr_names = _attrs(attrs, ctx) if attrs else None
+    order = values.get("orderBy")
+    order_keys = expand_order(parse_order_by(order), lambda n: expand_name(n, ctx)) if order else ()
+    query = Query(types, ids, pattern, q, scope_q, geo, attr_names, order_by=order_keys)
     if require and types is None and attrs is None and q is None and geo is None:
-        if values.get("type") != "*" and scope_q is None:
+        if values.get("type") != "*" and scope_q is None and values.get("local") != "true":
             raise BadRequestData("a query needs at least one of type, attrs, q, scopeQ or georel")
     return query
+
+
+def _attrs(text: str, ctx: Context) -> frozenset[str]:
+    names = [n.strip() for n in text.split(",")]
+    if any(n in ("id", "type") for n in names):
+        raise BadRequestData("attrs names attributes; id and type are not attributes")
+    return frozenset(expand_name(n, ctx) for n in names)
 
 
 def _types(text: str | None, ctx: Context) -> Node | None:

@@ -15,7 +15,7 @@ def links(entity: Entity, ctx: Context, view: View) -> Iterator[tuple[str, str]]
     """(compacted attribute name, linked id) for each Relationship the view shows."""
     for iri, instances in entity["attrs"].items():
         name = ctx.compact(iri)
-        if not view.keeps(name):
+        if not view.keeps(name, iri):
             continue
         for inst in instances:
             if inst.get("type") == "Relationship":

@@ -365,3 +365,47 @@ def scope_regex(pattern: str) -> str:
         parts.append({"+": "[^/]+", "#": ".*"}.get(level, re.escape(level)))
     regex = "^/" + "/".join(parts)
     return regex[:-3] + "(/.*)?$" if regex.endswith("/.*") else regex + "$"
+
+
+# -- orderBy ---------------------------------------------------------------------------------------
+
+ENTITY_KEYS = ("id", "type", "createdAt", "modifiedAt")
+
+
+@dataclass(frozen=True)
+class OrderKey:
+    """4.23: sort by an entity member (id, type, createdAt, modifiedAt) or an attribute path."""
+
+    path: Path
+    descending: bool = False
+
+    @property
+    def entity_member(self) -> bool:
+        return not self.path.sub and not self.path.keys and self.path.attr in ENTITY_KEYS
+
+
+def parse_order_by(text: str) -> tuple[OrderKey, ...]:
+    """`path[;asc|;desc]`, comma-separated; paths as in q (a, a.b, a.observedAt, a[k])."""
+    keys = []
+    for item in text.split(","):
+        spec, _, direction = item.partition(";")
+        if direction not in ("", "asc", "desc"):
+            raise BadRequestData(f"orderBy direction must be asc or desc, not {direction!r}")
+        parser = _Parser(spec.strip())
+        path = parser.path()
+        if parser.pos != len(parser.text):
+            parser.fail("unexpected text in orderBy")
+        keys.append(OrderKey(path, direction == "desc"))
+    return tuple(keys)
+
+
+def expand_order(keys: tuple[OrderKey, ...], expand_name: Any) -> tuple[OrderKey, ...]:
+    out = []
+    for key in keys:
+        if key.entity_member:
+            out.append(key)
+            continue
+        term = expand(Term(key.path), expand_name)
+        assert isinstance(term, Term)
+        out.append(OrderKey(term.path, key.descending))
+    return tuple(out)

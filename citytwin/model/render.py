@@ -35,17 +35,18 @@ class View:
     geometry: str = "location"
     join: str | None = None
     join_level: int = 1
+    dataset_ids: frozenset[str | None] | None = None
 
-    def keeps(self, member: str) -> bool:
-        """pick/omit on a compacted member name (id, type, scope or an attribute).
+    def keeps(self, *names: str) -> bool:
+        """pick/omit on a member, named compacted (and, for attributes, also by IRI).
 
         In omit, a name with braces is not omitted itself: its braces omit members of the
         entities it links to.
         """
         omit = self.omit
-        if omit is not None and member in omit.names and member not in omit.linked:
+        if omit is not None and any(n in omit.names and n not in omit.linked for n in names):
             return False
-        return self.pick is None or member in self.pick.names
+        return self.pick is None or any(n in self.pick.names for n in names)
 
     def for_linked(self, attr: str) -> View:
         """The view of the entities an attribute links to: the projection in its braces."""
@@ -66,7 +67,9 @@ def render_entity(entity: Entity, ctx: Context, view: View) -> dict[str, Any]:
         out["scope"] = scope[0] if len(scope) == 1 else scope
     for iri, instances in entity["attrs"].items():
         name = ctx.compact(iri)
-        if view.keeps(name):
+        if view.dataset_ids is not None:
+            instances = [i for i in instances if i.get("datasetId") in view.dataset_ids]
+        if instances and view.keeps(name, iri):
             out[name] = render_attribute(instances, ctx, view)
     if view.sys_attrs and view.form != SIMPLIFIED:
         out["createdAt"] = entity["createdAt"]

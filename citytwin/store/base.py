@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from citytwin.model.geo import GeoQuery
-from citytwin.model.query import Node
+from citytwin.model.query import Node, OrderKey
 
 Entity = dict[str, Any]
 
@@ -55,6 +55,7 @@ class Query:
     limit: int | None = None
     offset: int = 0
     count: bool = False
+    order_by: tuple[OrderKey, ...] = ()
 
     @property
     def everything(self) -> bool:

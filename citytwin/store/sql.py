@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from citytwin.errors import BadRequestData
-from citytwin.model.query import All, Any_, Node, Range, Term, scope_regex
+from citytwin.model.query import All, Any_, Node, OrderKey, Range, Term, scope_regex
 
 _VALUE_MEMBER = (
     "CASE json_extract({src}, '{base}.type')"
@@ -129,3 +129,38 @@ def _type_test(value: Any) -> str:
     if isinstance(value, int | float):
         return "v.type IN ('integer', 'real')"
     return "v.type = 'text'"
+
+
+_ENTITY_ORDER = {
+    "id": "e.id",
+    "type": "json_extract(e.types, '$[0]')",
+    "createdAt": "e.created_at",
+    "modifiedAt": "e.modified_at",
+}
+
+
+def order_by(keys: tuple[OrderKey, ...]) -> str:
+    """ORDER BY for 4.23: entities without the attribute come last; ties by id."""
+    terms = []
+    for key in keys:
+        direction = " DESC" if key.descending else ""
+        if key.entity_member:
+            terms.append(_ENTITY_ORDER[key.path.attr] + direction)
+            continue
+        value = _first_value(key)
+        terms.append(f"({value}) IS NULL, {value}{direction}")
+    return ", ".join([*terms, "e.id"])
+
+
+def _first_value(key: OrderKey) -> str:
+    path = key.path
+    base = attr_path(path.attr) + "[0]"
+    base += "".join("." + quote_key(s) for s in path.sub if s not in _META)
+    meta = [s for s in path.sub if s in _META]
+    keys = "".join("." + quote_key(k) for k in path.keys)
+    if meta:
+        return f"json_extract(e.doc, '{base}.{meta[-1]}')"
+    return (
+        f"coalesce(json_extract(e.doc, '{base}.value{keys}'),"
+        f" json_extract(e.doc, '{base}.object{keys}'))"
+    )

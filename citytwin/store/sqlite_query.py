@@ -17,7 +17,7 @@ import orjson
 
 from citytwin.model.geo import matches
 from citytwin.store.base import Entity, Query, QueryResult
-from citytwin.store.sql import attr_path, compile_node
+from citytwin.store.sql import attr_path, compile_node, order_by
 
 
 @functools.lru_cache(maxsize=256)
@@ -80,7 +80,7 @@ def run_query(conn: sqlite3.Connection, tenant: str, query: Query) -> QueryResul
     if query.limit is not None:
         page = " LIMIT ? OFFSET ?"
     rows = conn.execute(
-        f"SELECT e.doc FROM entities e WHERE {clause} ORDER BY e.id{page}",
+        f"SELECT e.doc FROM entities e WHERE {clause} ORDER BY {order_by(query.order_by)}{page}",
         (*params, *((query.limit, query.offset) if page else ())),
     ).fetchall()
     count = None
@@ -95,7 +95,7 @@ def _exact(conn: sqlite3.Connection, clause: str, params: list[Any], query: Quer
     geo = query.geo
     assert geo is not None
     found: list[Entity] = []
-    sql = f"SELECT e.doc FROM entities e WHERE {clause} ORDER BY e.id"
+    sql = f"SELECT e.doc FROM entities e WHERE {clause} ORDER BY {order_by(query.order_by)}"
     for (doc,) in conn.execute(sql, params):
         entity = orjson.loads(doc)
         if any(
