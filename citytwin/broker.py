@@ -80,6 +80,19 @@ class Broker:
         await self.require_tenant(tenant)
         return await self.store.query(tenant, query)
 
+    async def summary(self, tenant: str) -> list[tuple[str, str | None, str | None, int]]:
+        """What types and attributes the tenant's entities have (5.7.5-5.7.10)."""
+        await self.require_tenant(tenant)
+        return await self.store.summary(tenant)
+
+    async def type_counts(self, tenant: str) -> dict[str, int]:
+        await self.require_tenant(tenant)
+        return await self.store.type_counts(tenant)
+
+    async def attribute_count(self, tenant: str, attr: str) -> int:
+        await self.require_tenant(tenant)
+        return await self.store.attribute_count(tenant, attr)
+
     # -- single-entity writes --------------------------------------------------------------------
 
     async def _one(self, tenant: str, entity_id: str, fn: MutateFn) -> Any:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from citytwin.api import batch, contexts, entities, query
+from citytwin.api import batch, contexts, discovery, entities, query
 from citytwin.errors import MethodNotAllowed
 
 BASE = "/ngsi-ld/v1"
@@ -80,6 +80,12 @@ def routes() -> list[BaseRoute]:
             "/jsonldContexts/{context_id:path}",
             {"GET": contexts.serve_context, "DELETE": contexts.delete_context},
         ),
+    ]
+    table += [
+        *_collection("/types", {"GET": discovery.types}),
+        _route("/types/{type:path}", {"GET": discovery.entity_type}),
+        *_collection("/attributes", {"GET": discovery.attributes}),
+        _route("/attributes/{attr:path}", {"GET": discovery.attribute}),
     ]
     for op in batch.OPERATIONS:
         table += _collection(f"/entityOperations/{op}", {"POST": _batch(op)})

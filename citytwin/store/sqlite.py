@@ -27,6 +27,7 @@ from citytwin.store.base import (
     Query,
     QueryResult,
 )
+from citytwin.store.sql import attr_path
 from citytwin.store.sqlite_index import migrate, reindex, reindex_attribute
 from citytwin.store.sqlite_query import matching_ids, register, run_query
 
@@ -200,6 +201,29 @@ class SqliteStore:
 
     async def query(self, tenant: str, query: Query) -> QueryResult:
         return run_query(self.reader, tenant, query)
+
+    async def summary(self, tenant: str) -> list[tuple[str, str | None, str | None, int]]:
+        return self.reader.execute(
+            "SELECT t.type, a.key, json_extract(i.value, '$.type'), count(DISTINCT e.id)"
+            " FROM entities e JOIN entity_types t ON t.tenant = e.tenant AND t.id = e.id"
+            " LEFT JOIN json_each(e.doc, '$.attrs') a LEFT JOIN json_each(a.value) i"
+            " WHERE e.tenant = ? GROUP BY 1, 2, 3",
+            (tenant,),
+        ).fetchall()
+
+    async def type_counts(self, tenant: str) -> dict[str, int]:
+        rows = self.reader.execute(
+            "SELECT type, count(*) FROM entity_types WHERE tenant = ? GROUP BY type", (tenant,)
+        )
+        return dict(rows.fetchall())
+
+    async def attribute_count(self, tenant: str, attr: str) -> int:
+        row = self.reader.execute(
+            "SELECT count(*) FROM entities e"
+            " WHERE e.tenant = ? AND json_type(e.doc, ?) IS NOT NULL",
+            (tenant, attr_path(attr)),
+        ).fetchone()
+        return int(row[0])
 
     async def purge(self, tenant: str, query: Query) -> int:
         def job(conn: sqlite3.Connection) -> int:
