@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from citytwin.model.geo import matches
-from citytwin.store.base import Entity, Query, QueryResult
+from citytwin.model.geo import GeoQuery, matches, matching_boxes
+from citytwin.store.base import Query, QueryResult
 from citytwin.store.sql import attr_path, compile_node, order_by
 
 
@@ -51,31 +51,53 @@ def where(tenant: str, query: Query) -> tuple[str, list[Any]]:
         tests = ["json_type(e.doc, ?) IS NOT NULL"] * len(query.attrs)
         parts.append("(" + " OR ".join(tests) + ")")
         params.extend(attr_path(a) for a in sorted(query.attrs))
-    if query.geo is not None:
-        parts.append(_geo_candidates(tenant, query, params))
     return " AND ".join(parts), params
 
 
-def _geo_candidates(tenant: str, query: Query, params: list[Any]) -> str:
-    geo = query.geo
-    assert geo is not None
+def geo_ids(conn: sqlite3.Connection, tenant: str, geo: GeoQuery) -> list[str]:
+    """Ids of the entities whose geoproperty satisfies a geo-query, sorted.
+
+    The R*Tree gives the candidates whose box touches the query's box (all of them for
+    disjoint); points are judged from their index box alone, vectorized; other shapes are read
+    from their documents and judged one by one.
+    """
+    sql = (
+        "SELECT k.id, g.minx, g.maxx, g.miny, g.maxy FROM geo_index g"
+        " CROSS JOIN geo_keys k ON k.key = g.key WHERE k.tenant = ? AND k.attr = ?"
+    )
+    params: list[Any] = [tenant, geo.geoproperty]
     box = geo.bbox()
-    if box is None:  # disjoint, or near with only a minimum: every entity with the property
-        params.append(attr_path(geo.geoproperty))
-        return "json_type(e.doc, ?) IS NOT NULL"
-    minx, maxx, miny, maxy = box
-    params.extend((maxx, minx, maxy, miny, tenant, geo.geoproperty))
-    return (
-        "e.id IN (SELECT k.id FROM geo_index g JOIN geo_keys k ON k.key = g.key"
-        " WHERE g.minx <= ? AND g.maxx >= ? AND g.miny <= ? AND g.maxy >= ?"
-        " AND k.tenant = ? AND k.attr = ?)"
+    if box is not None:
+        sql += " AND g.minx <= ? AND g.maxx >= ? AND g.miny <= ? AND g.maxy >= ?"
+        params += [box[1], box[0], box[3], box[2]]
+    points, shapes = [], set()
+    for entity_id, minx, maxx, miny, maxy in conn.execute(sql, params):
+        if minx == maxx and miny == maxy:
+            points.append((entity_id, (minx, maxx, miny, maxy)))
+        else:
+            shapes.add(entity_id)
+    verdicts = matching_boxes(geo, [b for _, b in points])
+    found = {i for (i, _), ok in zip(points, verdicts, strict=True) if ok}
+    found |= {i for i in shapes - found if _shape_matches(conn, tenant, i, geo)}
+    return sorted(found)
+
+
+def _shape_matches(conn: sqlite3.Connection, tenant: str, entity_id: str, geo: GeoQuery) -> bool:
+    row = conn.execute(
+        "SELECT json_extract(doc, ?) FROM entities WHERE tenant = ? AND id = ?",
+        (attr_path(geo.geoproperty), tenant, entity_id),
+    ).fetchone()
+    instances = orjson.loads(row[0]) if row and row[0] else []
+    return any(
+        i.get("type") == "GeoProperty"
+        and isinstance(i.get("value"), dict)
+        and matches(geo, i["value"])
+        for i in instances
     )
 
 
 def run_query(conn: sqlite3.Connection, tenant: str, query: Query) -> QueryResult:
-    clause, params = where(tenant, query)
-    if query.geo is not None:
-        return _exact(conn, clause, params, query)
+    clause, params = _with_geo(conn, tenant, query)
     page = ""
     if query.limit is not None:
         page = " LIMIT ? OFFSET ?"
@@ -85,31 +107,20 @@ def run_query(conn: sqlite3.Connection, tenant: str, query: Query) -> QueryResul
     ).fetchall()
     count = None
     if query.count:
-        count = conn.execute(f"SELECT count(*) FROM entities e WHERE {clause}", params).fetchone()[
-            0
-        ]
+        sql = f"SELECT count(*) FROM entities e WHERE {clause}"
+        count = conn.execute(sql, params).fetchone()[0]
     return QueryResult([orjson.loads(doc) for (doc,) in rows], count)
 
 
-def _exact(conn: sqlite3.Connection, clause: str, params: list[Any], query: Query) -> QueryResult:
-    geo = query.geo
-    assert geo is not None
-    found: list[Entity] = []
-    sql = f"SELECT e.doc FROM entities e WHERE {clause} ORDER BY {order_by(query.order_by)}"
-    for (doc,) in conn.execute(sql, params):
-        entity = orjson.loads(doc)
-        if any(
-            inst.get("type") == "GeoProperty" and matches(geo, inst["value"])
-            for inst in entity["attrs"].get(geo.geoproperty, [])
-        ):
-            found.append(entity)
-    end = None if query.limit is None else query.offset + query.limit
-    return QueryResult(found[query.offset : end], len(found) if query.count else None)
+def _with_geo(conn: sqlite3.Connection, tenant: str, query: Query) -> tuple[str, list[Any]]:
+    clause, params = where(tenant, query)
+    if query.geo is None:
+        return clause, params
+    ids = geo_ids(conn, tenant, query.geo)
+    return clause + " AND e.id IN (SELECT value FROM json_each(?))", [*params, orjson.dumps(ids)]
 
 
 def matching_ids(conn: sqlite3.Connection, tenant: str, query: Query) -> list[str]:
     """Ids of every entity a query selects (for purge), exact geo predicates included."""
-    if query.geo is not None:
-        return [e["id"] for e in _exact(conn, *where(tenant, query), query).entities]
-    clause, params = where(tenant, query)
+    clause, params = _with_geo(conn, tenant, query)
     return [i for (i,) in conn.execute(f"SELECT e.id FROM entities e WHERE {clause}", params)]
