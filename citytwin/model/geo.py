@@ -36,8 +36,9 @@ class GeoQuery:
             return None
         minx, maxx, miny, maxy = bbox(self.geometry)
         if self.georel == "near":
-            pad_y = self.max_distance / _M_PER_DEGREE  # type: ignore[operator]
-            lat = max(abs(miny), abs(maxy))
+            # a little over the distance, so that rounding never drops a point at the edge
+            pad_y = self.max_distance * 1.001 / _M_PER_DEGREE + 1e-9  # type: ignore[operator]
+            lat = max(abs(miny - pad_y), abs(maxy + pad_y))
             pad_x = pad_y / max(math.cos(math.radians(min(lat, 89.9))), 1e-6)
             return minx - pad_x, maxx + pad_x, miny - pad_y, maxy + pad_y
         return minx, maxx, miny, maxy
