@@ -317,4 +317,5 @@ class _Batch:
             " VALUES (?, ?, ?, ?, ?, ?)",
             inserts,
         )
-        reindex(self.conn, self.tenant, self.final)
+        new = frozenset(i for i in self.final if not self.existed[i])
+        reindex(self.conn, self.tenant, self.final, new)

@@ -77,9 +77,17 @@ def _run(conn: sqlite3.Connection, step: Migration) -> None:
         conn.execute(statement)
 
 
-def reindex(conn: sqlite3.Connection, tenant: str, entities: dict[str, Entity | None]) -> None:
-    """Rewrite the type and geo index rows of these entities (None: the entity is gone)."""
-    keys = [(tenant, i) for i in entities]
+def reindex(
+    conn: sqlite3.Connection,
+    tenant: str,
+    entities: dict[str, Entity | None],
+    new: frozenset[str] = frozenset(),
+) -> None:
+    """Rewrite the type and geo index rows of these entities (None: the entity is gone).
+
+    Entities in `new` did not exist before, so they have no rows to remove.
+    """
+    keys = [(tenant, i) for i in entities if i not in new]
     conn.executemany("DELETE FROM entity_types WHERE tenant = ? AND id = ?", keys)
     conn.executemany(
         "INSERT INTO entity_types (tenant, type, id) VALUES (?, ?, ?)",
@@ -111,15 +119,23 @@ def _drop_geo(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> None:
 
 
 def _add_geo(conn: sqlite3.Connection, tenant: str, entities: Iterable[tuple[str, Entity]]) -> None:
-    for entity_id, entity in entities:
-        for attr, instances in entity["attrs"].items():
-            for inst in instances:
-                if inst.get("type") == "GeoProperty" and isinstance(inst.get("value"), dict):
-                    key = conn.execute(
-                        "INSERT INTO geo_keys (tenant, id, attr) VALUES (?, ?, ?)",
-                        (tenant, entity_id, attr),
-                    ).lastrowid
-                    conn.execute(
-                        "INSERT INTO geo_index VALUES (?, ?, ?, ?, ?)",
-                        (key, *bbox(inst["value"])),
-                    )
+    shapes = [
+        (entity_id, attr, inst["value"])
+        for entity_id, entity in entities
+        for attr, instances in entity["attrs"].items()
+        for inst in instances
+        if inst.get("type") == "GeoProperty" and isinstance(inst.get("value"), dict)
+    ]
+    if not shapes:
+        return
+    # keys are handed out here, inside the writer's transaction, so that both tables can be
+    # filled with one executemany each
+    first = conn.execute("SELECT coalesce(max(key), 0) + 1 FROM geo_keys").fetchone()[0]
+    conn.executemany(
+        "INSERT INTO geo_keys (key, tenant, id, attr) VALUES (?, ?, ?, ?)",
+        [(first + n, tenant, i, attr) for n, (i, attr, _) in enumerate(shapes)],
+    )
+    conn.executemany(
+        "INSERT INTO geo_index VALUES (?, ?, ?, ?, ?)",
+        [(first + n, *bbox(value)) for n, (_, _, value) in enumerate(shapes)],
+    )
