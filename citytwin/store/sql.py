@@ -60,9 +60,12 @@ def compile_node(node: Node, params: list[Any], tenant: str) -> str:
         return "(" + " AND ".join(compile_node(p, params, tenant) for p in node.parts) + ")"
     if isinstance(node, Any_):
         return "(" + " OR ".join(compile_node(p, params, tenant) for p in node.parts) + ")"
-    if node.op == "type":
+    if node.op == "type":  # an index probe per row: cheap where other conditions drive
         params.extend((tenant, node.value))
-        return "e.id IN (SELECT id FROM entity_types WHERE tenant = ? AND type = ?)"
+        return (
+            "EXISTS (SELECT 1 FROM entity_types x"
+            " WHERE x.tenant = ? AND x.type = ? AND x.id = e.id)"
+        )
     if node.op == "id":
         params.append(node.value)
         return "e.id = ?"

@@ -2,7 +2,9 @@
 
 `entity_types` lets a type select its entities through an index; `geo_index` (an R*Tree of the
 bounding boxes of every GeoProperty instance, keyed through `geo_keys`) lets geo-queries look at
-candidates only. Both are rewritten in the same transaction as the documents they index.
+candidates only. The R*Tree keeps 32-bit boxes (rounded outwards), so `geo_keys` also keeps the
+exact coordinates of points, which lets queries judge points without reading documents. Both are
+rewritten in the same transaction as the documents they index.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ CREATE TABLE entity_types (tenant TEXT NOT NULL, type TEXT NOT NULL, id TEXT NOT
 CREATE INDEX entity_types_by_type ON entity_types (tenant, type, id);
 CREATE INDEX entity_types_by_id ON entity_types (tenant, id);
 CREATE TABLE geo_keys (key INTEGER PRIMARY KEY, tenant TEXT NOT NULL, id TEXT NOT NULL,
-                       attr TEXT NOT NULL);
+                       attr TEXT NOT NULL, x REAL, y REAL);
 CREATE INDEX geo_keys_by_id ON geo_keys (tenant, id);
 CREATE VIRTUAL TABLE geo_index USING rtree(key, minx, maxx, miny, maxy);
 """
@@ -132,10 +134,16 @@ def _add_geo(conn: sqlite3.Connection, tenant: str, entities: Iterable[tuple[str
     # filled with one executemany each
     first = conn.execute("SELECT coalesce(max(key), 0) + 1 FROM geo_keys").fetchone()[0]
     conn.executemany(
-        "INSERT INTO geo_keys (key, tenant, id, attr) VALUES (?, ?, ?, ?)",
-        [(first + n, tenant, i, attr) for n, (i, attr, _) in enumerate(shapes)],
+        "INSERT INTO geo_keys (key, tenant, id, attr, x, y) VALUES (?, ?, ?, ?, ?, ?)",
+        [(first + n, tenant, i, attr, *_point(v)) for n, (i, attr, v) in enumerate(shapes)],
     )
     conn.executemany(
         "INSERT INTO geo_index VALUES (?, ?, ?, ?, ?)",
         [(first + n, *bbox(value)) for n, (_, _, value) in enumerate(shapes)],
     )
+
+
+def _point(value: dict[str, Any]) -> tuple[float | None, float | None]:
+    if value.get("type") == "Point":
+        return float(value["coordinates"][0]), float(value["coordinates"][1])
+    return None, None

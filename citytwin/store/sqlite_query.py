@@ -11,11 +11,13 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from citytwin.model.geo import GeoQuery, matches, matching_boxes
+from citytwin.model.query import Term
 from citytwin.store.base import Query, QueryResult
 from citytwin.store.sql import attr_path, compile_node, order_by
 
@@ -34,10 +36,46 @@ def register(conn: sqlite3.Connection) -> None:
     conn.create_function("regexp", 2, _regexp, deterministic=True)
 
 
+@dataclass
+class Plan:
+    """A query as SQL: where rows come from, the WHERE clause, its parameters, the order."""
+
+    source: str
+    clause: str
+    params: list[Any]
+    order: str
+    count_sql: str | None = None  # a cheaper count, when the type index alone answers it
+
+
+def plan(conn: sqlite3.Connection, tenant: str, query: Query) -> Plan:
+    """One type (the commonest query) drives from the type index, already in id order, so that
+    LIMIT stops early; otherwise rows come from the entities' primary key, also in id order."""
+    if isinstance(query.types, Term) and query.geo is None:
+        source = "entity_types t CROSS JOIN entities e ON e.tenant = t.tenant AND e.id = t.id"
+        parts, params = ["t.tenant = ?", "t.type = ?"], [tenant, query.types.value]
+        rest = replace(query, types=None)
+        order = order_by(query.order_by) if query.order_by else "t.id"
+    else:
+        source, parts, params, rest = "entities e", ["e.tenant = ?"], [tenant], query
+        order = order_by(query.order_by)
+    _conditions(rest, tenant, parts, params)
+    if query.geo is not None:
+        parts.append("e.id IN (SELECT value FROM json_each(?))")
+        params.append(orjson.dumps(geo_ids(conn, tenant, query.geo)))
+    count_sql = None
+    if source != "entities e" and len(parts) == 2:
+        count_sql = "SELECT count(*) FROM entity_types t WHERE t.tenant = ? AND t.type = ?"
+    return Plan(source, " AND ".join(parts), params, order, count_sql)
+
+
 def where(tenant: str, query: Query) -> tuple[str, list[Any]]:
-    """The WHERE clause of a query over `entities e`, and its parameters."""
-    parts = ["e.tenant = ?"]
-    params: list[Any] = [tenant]
+    """The WHERE clause of a query over `entities e`, and its parameters (no geo-query)."""
+    parts, params = ["e.tenant = ?"], [tenant]
+    _conditions(query, tenant, parts, params)
+    return " AND ".join(parts), params
+
+
+def _conditions(query: Query, tenant: str, parts: list[str], params: list[Any]) -> None:
     if query.ids is not None:
         parts.append(f"e.id IN ({','.join('?' * len(query.ids))})")
         params.extend(query.ids)
@@ -51,18 +89,17 @@ def where(tenant: str, query: Query) -> tuple[str, list[Any]]:
         tests = ["json_type(e.doc, ?) IS NOT NULL"] * len(query.attrs)
         parts.append("(" + " OR ".join(tests) + ")")
         params.extend(attr_path(a) for a in sorted(query.attrs))
-    return " AND ".join(parts), params
 
 
 def geo_ids(conn: sqlite3.Connection, tenant: str, geo: GeoQuery) -> list[str]:
     """Ids of the entities whose geoproperty satisfies a geo-query, sorted.
 
     The R*Tree gives the candidates whose box touches the query's box (all of them for
-    disjoint); points are judged from their index box alone, vectorized; other shapes are read
-    from their documents and judged one by one.
+    disjoint); points are judged from their exact coordinates in geo_keys, vectorized; other
+    shapes are read from their documents and judged one by one.
     """
     sql = (
-        "SELECT k.id, g.minx, g.maxx, g.miny, g.maxy FROM geo_index g"
+        "SELECT k.id, k.x, k.y FROM geo_index g"
         " CROSS JOIN geo_keys k ON k.key = g.key WHERE k.tenant = ? AND k.attr = ?"
     )
     params: list[Any] = [tenant, geo.geoproperty]
@@ -71,11 +108,11 @@ def geo_ids(conn: sqlite3.Connection, tenant: str, geo: GeoQuery) -> list[str]:
         sql += " AND g.minx <= ? AND g.maxx >= ? AND g.miny <= ? AND g.maxy >= ?"
         params += [box[1], box[0], box[3], box[2]]
     points, shapes = [], set()
-    for entity_id, minx, maxx, miny, maxy in conn.execute(sql, params):
-        if minx == maxx and miny == maxy:
-            points.append((entity_id, (minx, maxx, miny, maxy)))
-        else:
+    for entity_id, x, y in conn.execute(sql, params):
+        if x is None:
             shapes.add(entity_id)
+        else:
+            points.append((entity_id, (x, x, y, y)))
     verdicts = matching_boxes(geo, [b for _, b in points])
     found = {i for (i, _), ok in zip(points, verdicts, strict=True) if ok}
     found |= {i for i in shapes - found if _shape_matches(conn, tenant, i, geo)}
@@ -97,30 +134,21 @@ def _shape_matches(conn: sqlite3.Connection, tenant: str, entity_id: str, geo: G
 
 
 def run_query(conn: sqlite3.Connection, tenant: str, query: Query) -> QueryResult:
-    clause, params = _with_geo(conn, tenant, query)
-    page = ""
+    p = plan(conn, tenant, query)
+    sql = f"SELECT e.doc FROM {p.source} WHERE {p.clause} ORDER BY {p.order}"
+    args = p.params
     if query.limit is not None:
-        page = " LIMIT ? OFFSET ?"
-    rows = conn.execute(
-        f"SELECT e.doc FROM entities e WHERE {clause} ORDER BY {order_by(query.order_by)}{page}",
-        (*params, *((query.limit, query.offset) if page else ())),
-    ).fetchall()
+        sql += " LIMIT ? OFFSET ?"
+        args = [*args, query.limit, query.offset]
+    rows = conn.execute(sql, args).fetchall() if query.limit != 0 else []
     count = None
     if query.count:
-        sql = f"SELECT count(*) FROM entities e WHERE {clause}"
-        count = conn.execute(sql, params).fetchone()[0]
+        count_sql = p.count_sql or f"SELECT count(*) FROM {p.source} WHERE {p.clause}"
+        count = conn.execute(count_sql, p.params).fetchone()[0]
     return QueryResult([orjson.loads(doc) for (doc,) in rows], count)
-
-
-def _with_geo(conn: sqlite3.Connection, tenant: str, query: Query) -> tuple[str, list[Any]]:
-    clause, params = where(tenant, query)
-    if query.geo is None:
-        return clause, params
-    ids = geo_ids(conn, tenant, query.geo)
-    return clause + " AND e.id IN (SELECT value FROM json_each(?))", [*params, orjson.dumps(ids)]
 
 
 def matching_ids(conn: sqlite3.Connection, tenant: str, query: Query) -> list[str]:
     """Ids of every entity a query selects (for purge), exact geo predicates included."""
-    clause, params = _with_geo(conn, tenant, query)
-    return [i for (i,) in conn.execute(f"SELECT e.id FROM entities e WHERE {clause}", params)]
+    p = plan(conn, tenant, query)
+    return [i for (i,) in conn.execute(f"SELECT e.id FROM {p.source} WHERE {p.clause}", p.params)]
