@@ -6,7 +6,6 @@ request's @context; pagination answers with NGSILD-Results-Count and Link rel="n
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -35,6 +34,7 @@ from citytwin.model.query import (
     parse_order_by,
     parse_q,
     parse_scope_q,
+    regex_error,
 )
 from citytwin.model.query import parse_types as parse_type_expression
 from citytwin.model.render import View
@@ -189,10 +189,9 @@ def _ids(text: str | None) -> tuple[str, ...] | None:
 def _pattern(text: str | None) -> str | None:
     if text is None:
         return None
-    try:
-        re.compile(text)
-    except re.error as exc:
-        raise BadRequestData(f"idPattern is not a valid regular expression: {exc}") from None
+    why = regex_error(text)
+    if why is not None:
+        raise BadRequestData(f"idPattern is not a valid regular expression: {why}")
     return text
 
 

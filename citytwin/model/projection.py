@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from citytwin.errors import BadRequestData
 
 _NAME = re.compile(r"[^\s,{}<>\"'=;()\\]+")
+_MAX_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,9 @@ class _Parser:
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
-    def members(self) -> Projection:
+    def members(self, depth: int = 0) -> Projection:
+        if depth > _MAX_DEPTH:
+            self.fail("braces nest too deeply")
         names: list[str] = []
         linked: dict[str, Projection] = {}
         while True:
@@ -59,7 +62,7 @@ class _Parser:
             self.pos = match.end()
             if self.peek() == "{":
                 self.pos += 1
-                linked[name] = self.members()
+                linked[name] = self.members(depth + 1)
                 if self.peek() != "}":
                     self.fail("unclosed '{'")
                 self.pos += 1

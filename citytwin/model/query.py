@@ -55,6 +55,7 @@ MEMBERS = ("observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "ob
 OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "~=", "!~=")
 _OP = re.compile(r"!~=|~=|==|!=|>=|<=|>|<")
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?$")
+_INTEGER = re.compile(r"-?\d{1,4300}$")
 _NAME_STOP = set("=!<>~;|()[].,")
 _MAX_DEPTH = 32
 
@@ -71,15 +72,17 @@ def parse_q(text: str) -> Node:
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, what: str = "q", shown: str | None = None) -> None:
         if not text:
-            raise BadRequestData("q is empty")
+            raise BadRequestData(f"{what} is empty")
         self.text = text
+        self.what = what
+        self.shown = text if shown is None else shown  # as the client wrote it
         self.pos = 0
 
     def fail(self, why: str) -> None:
-        shown = self.text[: self.pos] + " >>" + self.text[self.pos :]
-        raise BadRequestData(f"invalid q at position {self.pos} ({why}): {shown}")
+        shown = self.shown[: self.pos] + " >>" + self.shown[self.pos :]
+        raise BadRequestData(f"invalid {self.what} at position {self.pos} ({why}): {shown}")
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
@@ -157,19 +160,22 @@ class _Parser:
         return text[start : self.pos]
 
     def pattern(self) -> str:
-        end = len(self.text)
-        for stop in (";", "|", ")"):
-            found = self.text.find(stop, self.pos)
-            if found >= 0:
-                end = min(end, found)
-        raw = self.text[self.pos : end]
-        if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
-            raw = raw[1:-1]
-        try:
-            re.compile(raw)
-        except re.error as exc:
-            self.fail(f"invalid regular expression: {exc}")
-        self.pos = end
+        """A regular expression: quoted (may then hold ; | and brackets), or up to the next one."""
+        start = self.pos
+        if self.peek() == '"':
+            raw = self.quoted()
+        else:
+            end = len(self.text)
+            for stop in (";", "|", ")"):
+                found = self.text.find(stop, self.pos)
+                if found >= 0:
+                    end = min(end, found)
+            raw = self.text[self.pos : end]
+            self.pos = end
+        why = regex_error(raw)
+        if why is not None:
+            self.pos = start
+            self.fail(f"invalid regular expression: {why}")
         return raw
 
     def value(self, op: str) -> Any:
@@ -225,10 +231,21 @@ def _literal(raw: str) -> Any:
         return True
     if raw == "false":
         return False
+    if _INTEGER.match(raw):
+        return int(raw)
     if _NUMBER.match(raw):
-        number = float(raw)
-        return int(number) if number.is_integer() and re.match(r"-?\d+$", raw) else number
+        return float(raw)
     return raw  # a DateTime, Date, Time or URI: compared as text
+
+
+def regex_error(pattern: str) -> str | None:
+    """Why a regular expression cannot be used, or None. Any failure of the compiler counts:
+    huge repeat counts overflow and deep nesting recurses, beyond re.error."""
+    try:
+        re.compile(pattern)
+    except (re.error, OverflowError, RecursionError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def expand(node: Node, expand_name: Any) -> Node:
@@ -261,9 +278,9 @@ def parse_types(text: str) -> Node:
     The AST reuses Term with op "type" and the (compact) type name as value.
     """
     if not text.strip():
-        raise BadRequestData("type is empty")
+        raise BadRequestData("type is empty")  # also catches blanks, which _Parser would take
     normalized = text.replace(",", "|")
-    parser = _Parser(normalized)
+    parser = _Parser(normalized, "type", shown=text)
     node = _type_expression(parser, 0)
     if parser.pos != len(normalized):
         parser.fail("unexpected text in type")
@@ -312,9 +329,7 @@ _SCOPE = re.compile(r"^/(#|\+|[^/#+\s;|()]+)?(/(#|\+|[^/#+\s;|()]+))*$")
 
 def parse_scope_q(text: str) -> Node:
     """4.19: scope patterns (/a/b, /a/+, /a/#, /#) joined by ; and | with brackets."""
-    if not text:
-        raise BadRequestData("scopeQ is empty")
-    parser = _Parser(text)
+    parser = _Parser(text, "scopeQ")
     node = _scope_expression(parser, 0)
     if parser.pos != len(text):
         parser.fail("unexpected text in scopeQ")
@@ -391,7 +406,7 @@ def parse_order_by(text: str) -> tuple[OrderKey, ...]:
         spec, _, direction = item.partition(";")
         if direction not in ("", "asc", "desc"):
             raise BadRequestData(f"orderBy direction must be asc or desc, not {direction!r}")
-        parser = _Parser(spec.strip())
+        parser = _Parser(spec.strip(), "orderBy")
         path = parser.path()
         if parser.pos != len(parser.text):
             parser.fail("unexpected text in orderBy")
