@@ -166,7 +166,8 @@ def json_response(
         elif media == GEO_JSON:  # 6.3.15: GeoJSON carries the @context in the body
             data = {**data, "@context": source} if isinstance(data, dict) else data
         else:
-            out_headers["Link"] = link_header(context_url(ctx))
+            links = [link_header(context_url(ctx)), out_headers.get("Link")]
+            out_headers["Link"] = ", ".join(link for link in links if link)
     return Response(orjson.dumps(data), status, out_headers, media_type=media)
 
 

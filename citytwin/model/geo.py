@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 import shapely
 import shapely.affinity
+import shapely.errors
 from shapely.geometry import shape
 
 from citytwin.errors import BadRequestData
@@ -39,7 +40,11 @@ class GeoQuery:
             # a little over the distance, so that rounding never drops a point at the edge
             pad_y = self.max_distance * 1.001 / _M_PER_DEGREE + 1e-9  # type: ignore[operator]
             lat = max(abs(miny - pad_y), abs(maxy + pad_y))
-            pad_x = pad_y / max(math.cos(math.radians(min(lat, 89.9))), 1e-6)
+            if lat >= 89.9:
+                return None  # the circle reaches a pole: no box describes it
+            pad_x = pad_y / math.cos(math.radians(lat))
+            if minx - pad_x < -180 or maxx + pad_x > 180:
+                return None  # the circle crosses the antimeridian: no single box describes it
             return minx - pad_x, maxx + pad_x, miny - pad_y, maxy + pad_y
         return minx, maxx, miny, maxy
 
@@ -57,10 +62,24 @@ def parse_geo_query(
     relation, distances = _georel(georel)
     if geometry not in GEOMETRIES:
         raise BadRequestData(f"geometry must be one of {', '.join(GEOMETRIES)}, not {geometry!r}")
-    shape = {"type": geometry, "coordinates": _coordinates(coordinates)}
-    if not is_geometry(shape):
-        raise BadRequestData(f"coordinates do not make a valid {geometry}")
-    return GeoQuery(relation, shape, geoproperty or "location", **distances)
+    value = {"type": geometry, "coordinates": _coordinates(coordinates)}
+    if not is_geometry(value) or not _usable(value):
+        raise BadRequestData(f"coordinates do not make a valid {geometry} in WGS 84")
+    return GeoQuery(relation, value, geoproperty or "location", **distances)
+
+
+def _usable(value: dict[str, Any]) -> bool:
+    """Longitudes and latitudes in range, positions of one dimension, a shape GEOS accepts."""
+    found = list(positions(value))
+    if len({len(p) for p in found}) != 1:
+        return False
+    if not all(-180 <= p[0] <= 180 and -90 <= p[1] <= 90 for p in found):
+        return False
+    try:
+        shape(value)
+    except (ValueError, TypeError, shapely.errors.GEOSException):
+        return False
+    return True
 
 
 def _georel(text: str) -> tuple[str, dict[str, float]]:
@@ -117,7 +136,17 @@ def bbox(geometry: dict[str, Any]) -> tuple[float, float, float, float]:
 
 
 def matches(query: GeoQuery, value: dict[str, Any]) -> bool:
-    """The exact predicate, for a candidate the index let through (shapely, planar)."""
+    """The exact predicate, for a candidate the index let through (shapely, planar).
+
+    A stored geometry GEOS cannot read matches nothing.
+    """
+    try:
+        return _matches(query, value)
+    except (ValueError, TypeError, shapely.errors.GEOSException):
+        return False
+
+
+def _matches(query: GeoQuery, value: dict[str, Any]) -> bool:
     target = shape(value)
     ref = shape(query.geometry)
     if query.georel == "near":

@@ -9,7 +9,7 @@ from typing import Any
 from citytwin.errors import BadRequestData
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"'{}|\\^`]+$")
-_FORBIDDEN = re.compile(r"[\s<>\"'=;()\\{}|^`&?]")
+_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f<>\"'=;()\\{}|^`&?]")
 _SCOPE = re.compile(r"^/[^/\s]+(/[^/\s]+)*$|^/$")
 _GEOMETRIES = {
     "Point": 0,

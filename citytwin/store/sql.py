@@ -8,6 +8,7 @@ literal's own JSON type, so that a number never matches a string.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,9 +44,12 @@ class Sql:
         return " AND ".join(self.parts) if self.parts else "1"
 
 
+_UNQUOTABLE = re.compile(r"[\"'\\\x00-\x1f\x7f]")
+
+
 def quote_key(name: str) -> str:
-    """A JSON path key, to be embedded in SQL text: quotes and backslashes are refused."""
-    if '"' in name or "'" in name or "\\" in name:
+    """A JSON path key, to be embedded in SQL text: quotes, backslashes, controls are refused."""
+    if _UNQUOTABLE.search(name):
         raise BadRequestData(f"unsupported character in name {name!r}")
     return '"' + name + '"'
 
@@ -108,22 +112,29 @@ def _compare(term: Term, params: list[Any]) -> str:
         params.append(value)
         return "v.type = 'text' AND regexp(?, v.value)"
     if isinstance(value, Range):
-        params.extend((value.low, value.high))
+        params.extend((_bindable(value.low), _bindable(value.high)))
         return f"{_type_test(value.low)} AND v.value BETWEEN ? AND ?"
     if isinstance(value, tuple):
         tests = [_equal(v, params) for v in value]
         return "(" + " OR ".join(tests) + ")"
     if op in ("==", "!="):
         return _equal(value, params)
-    params.append(value)
+    params.append(_bindable(value))
     return f"{_type_test(value)} AND v.value {_SQL_OPS[op]} ?"  # type: ignore[index]
 
 
 def _equal(value: Any, params: list[Any]) -> str:
     if isinstance(value, bool):
         return f"v.type = '{'true' if value else 'false'}'"
-    params.append(value)
+    params.append(_bindable(value))
     return f"{_type_test(value)} AND v.value = ?"
+
+
+def _bindable(value: Any) -> Any:
+    """SQLite integers are 64-bit; a larger literal is compared as a float, as JSON would."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return float(value)
+    return value
 
 
 def _type_test(value: Any) -> str:
