@@ -156,6 +156,8 @@ def selection(values: Mapping[str, Any], ctx: Context, require: bool = False) ->
     attr_names = _attrs(attrs, ctx) if attrs else None
     order = values.get("orderBy")
     order_keys = expand_order(parse_order_by(order), lambda n: expand_name(n, ctx)) if order else ()
+    if any(key.distance for key in order_keys) and (geo is None or geo.georel != "near"):
+        raise BadRequestData("orderBy=geo:distance needs a near geo-query")
     query = Query(types, ids, pattern, q, scope_q, geo, attr_names, order_by=order_keys)
     if require and types is None and attrs is None and q is None and geo is None:
         if values.get("type") != "*" and scope_q is None and values.get("local") != "true":

@@ -230,3 +230,20 @@ def _distances(ref: Any, xs: Any, ys: Any) -> Any:
     scaled = shapely.affinity.scale(ref, _M_PER_DEGREE * factor, _M_PER_DEGREE, origin=(0, 0))
     points = shapely.points(xs * _M_PER_DEGREE * factor, ys * _M_PER_DEGREE)
     return shapely.distance(points, scaled)
+
+
+def point_distances(query: GeoQuery, points: list[tuple[str, float, float]]) -> list[float]:
+    """Metres from the query's geometry to each (id, x, y) point."""
+    if not points:
+        return []
+    xs = np.fromiter((p[1] for p in points), float, len(points))
+    ys = np.fromiter((p[2] for p in points), float, len(points))
+    return _distances(shape(query.geometry), xs, ys).tolist()
+
+
+def shape_distance(query: GeoQuery, value: dict[str, Any]) -> float:
+    """Metres from the query's geometry to a stored geometry (inf if GEOS cannot read it)."""
+    try:
+        return distance_m(shape(query.geometry), shape(value))
+    except (ValueError, TypeError, shapely.errors.GEOSException):
+        return math.inf

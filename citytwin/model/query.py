@@ -385,6 +385,7 @@ def scope_regex(pattern: str) -> str:
 # -- orderBy ---------------------------------------------------------------------------------------
 
 ENTITY_KEYS = ("id", "type", "createdAt", "modifiedAt")
+DISTANCE = "geo:distance"  # the distance to a near geo-query's geometry
 
 
 @dataclass(frozen=True)
@@ -397,6 +398,10 @@ class OrderKey:
     @property
     def entity_member(self) -> bool:
         return not self.path.sub and not self.path.keys and self.path.attr in ENTITY_KEYS
+
+    @property
+    def distance(self) -> bool:
+        return self.path == Path(DISTANCE)
 
 
 def parse_order_by(text: str) -> tuple[OrderKey, ...]:
@@ -417,7 +422,7 @@ def parse_order_by(text: str) -> tuple[OrderKey, ...]:
 def expand_order(keys: tuple[OrderKey, ...], expand_name: Any) -> tuple[OrderKey, ...]:
     out = []
     for key in keys:
-        if key.entity_member:
+        if key.entity_member or key.distance:
             out.append(key)
             continue
         term = expand(Term(key.path), expand_name)

@@ -9,6 +9,7 @@ paths (by type, by primary key) deliver without sorting, so LIMIT stops early.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import sqlite3
 from dataclasses import dataclass, replace
@@ -16,7 +17,13 @@ from typing import Any
 
 import orjson
 
-from citytwin.model.geo import GeoQuery, matches, matching_boxes
+from citytwin.model.geo import (
+    GeoQuery,
+    matches,
+    matching_boxes,
+    point_distances,
+    shape_distance,
+)
 from citytwin.model.query import Term
 from citytwin.store.base import Query, QueryResult
 from citytwin.store.sql import attr_path, compile_node, order_by
@@ -134,6 +141,8 @@ def _shape_matches(conn: sqlite3.Connection, tenant: str, entity_id: str, geo: G
 
 
 def run_query(conn: sqlite3.Connection, tenant: str, query: Query) -> QueryResult:
+    if any(key.distance for key in query.order_by):
+        return _by_distance(conn, tenant, query)
     p = plan(conn, tenant, query)
     sql = f"SELECT e.doc FROM {p.source} WHERE {p.clause} ORDER BY {p.order}"
     args = p.params
@@ -152,3 +161,49 @@ def matching_ids(conn: sqlite3.Connection, tenant: str, query: Query) -> list[st
     """Ids of every entity a query selects (for purge), exact geo predicates included."""
     p = plan(conn, tenant, query)
     return [i for (i,) in conn.execute(f"SELECT e.id FROM {p.source} WHERE {p.clause}", p.params)]
+
+
+def _by_distance(conn: sqlite3.Connection, tenant: str, query: Query) -> QueryResult:
+    """4.23 ordered by the distance to a near query's geometry (then by id): every match is
+    measured, so this path reads all matches before it takes a page."""
+    geo = query.geo
+    assert geo is not None and geo.georel == "near", "checked when the query was parsed"
+    p = plan(conn, tenant, replace(query, order_by=()))
+    rows = conn.execute(f"SELECT e.id, e.doc FROM {p.source} WHERE {p.clause}", p.params).fetchall()
+    meters = distances(conn, tenant, geo, [i for i, _ in rows])
+    descending = next(key.descending for key in query.order_by if key.distance)
+    rows.sort(key=lambda row: row[0])
+    rows.sort(key=lambda row: meters.get(row[0], math.inf), reverse=descending)
+    end = None if query.limit is None else query.offset + query.limit
+    page = [orjson.loads(doc) for _, doc in rows[query.offset : end]]
+    return QueryResult(page, len(rows) if query.count else None)
+
+
+def distances(
+    conn: sqlite3.Connection, tenant: str, geo: GeoQuery, ids: list[str]
+) -> dict[str, float]:
+    """Metres from the query's geometry to each entity's geoproperty (nearest instance)."""
+    rows = conn.execute(
+        "SELECT id, x, y FROM geo_keys WHERE tenant = ? AND attr = ?"
+        " AND id IN (SELECT value FROM json_each(?))",
+        (tenant, geo.geoproperty, orjson.dumps(ids)),
+    ).fetchall()
+    points = [(i, x, y) for i, x, y in rows if x is not None]
+    found: dict[str, float] = {}
+    for (entity_id, _, _), meters in zip(points, point_distances(geo, points), strict=True):
+        found[entity_id] = min(meters, found.get(entity_id, math.inf))
+    for entity_id in {i for i, x, _ in rows if x is None}:
+        found[entity_id] = min(
+            _shape_distance(conn, tenant, entity_id, geo), found.get(entity_id, math.inf)
+        )
+    return found
+
+
+def _shape_distance(conn: sqlite3.Connection, tenant: str, entity_id: str, geo: GeoQuery) -> float:
+    row = conn.execute(
+        "SELECT json_extract(doc, ?) FROM entities WHERE tenant = ? AND id = ?",
+        (attr_path(geo.geoproperty), tenant, entity_id),
+    ).fetchone()
+    instances = orjson.loads(row[0]) if row and row[0] else []
+    shapes = [i["value"] for i in instances if i.get("type") == "GeoProperty"]
+    return min((shape_distance(geo, s) for s in shapes if isinstance(s, dict)), default=math.inf)
