@@ -31,6 +31,7 @@ from citytwin.model.query import (
     Term,
     expand,
     expand_order,
+    expand_values,
     parse_order_by,
     parse_q,
     parse_scope_q,
@@ -144,7 +145,7 @@ def selection(values: Mapping[str, Any], ctx: Context, require: bool = False) ->
     types = _types(values.get("type"), ctx)
     ids = _ids(values.get("id"))
     pattern = _pattern(values.get("idPattern"))
-    q = _q(values.get("q"), ctx)
+    q = _q(values.get("q"), ctx, values.get("expandValues"))
     scope_q = parse_scope_q(values["scopeQ"]) if values.get("scopeQ") is not None else None
     geo = parse_geo_query(
         values.get("georel"), values.get("geometry"), values.get("coordinates"),
@@ -197,10 +198,14 @@ def _pattern(text: str | None) -> str | None:
     return text
 
 
-def _q(text: str | None, ctx: Context) -> Node | None:
+def _q(text: str | None, ctx: Context, expand_list: str | None = None) -> Node | None:
     if text is None:
         return None
-    return expand(parse_q(text), lambda name: expand_name(name, ctx))
+    node = expand(parse_q(text), lambda name: expand_name(name, ctx))
+    if expand_list:
+        attrs = frozenset(expand_name(n.strip(), ctx) for n in expand_list.split(","))
+        node = expand_values(node, attrs, ctx.expand)
+    return node
 
 
 def _body_selection(data: dict[str, Any], ctx: Context) -> Query:

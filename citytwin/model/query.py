@@ -262,6 +262,22 @@ def expand(node: Node, expand_name: Any) -> Node:
     return All(parts) if isinstance(node, All) else Any_(parts)
 
 
+def expand_values(node: Node, attrs: frozenset[str], expand_name: Any) -> Node:
+    """4.9 expandValues: text values compared with these attributes are IRIs in compact form."""
+    if isinstance(node, Term):
+        if node.path.attr not in attrs or node.op in (None, "~=", "!~="):
+            return node
+        return Term(node.path, node.op, _expanded(node.value, expand_name))
+    parts = tuple(expand_values(p, attrs, expand_name) for p in node.parts)
+    return All(parts) if isinstance(node, All) else Any_(parts)
+
+
+def _expanded(value: Any, expand_name: Any) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_expanded(v, expand_name) for v in value)
+    return expand_name(value) if isinstance(value, str) else value
+
+
 def attribute_names(node: Node) -> set[str]:
     """Every attribute a query looks at (for pick/attrs and validation)."""
     if isinstance(node, Term):

@@ -1,4 +1,4 @@
-"""orderBy=geo:distance (4.23) with a near geo-query."""
+"""orderBy=geo:distance (4.23) with near queries, and expandValues (4.9)."""
 
 from __future__ import annotations
 
@@ -60,3 +60,16 @@ async def test_distance_needs_near(client: httpx.AsyncClient) -> None:
     got = await client.get("/entities", params={"type": "Kiosk", "orderBy": "geo:distance"})
     assert got.status_code == 400
     assert "near" in got.json()["detail"]
+
+
+async def test_expand_values_matches_vocab_iris(client: httpx.AsyncClient) -> None:
+    body = {"id": "urn:ngsi-ld:Kiosk:v", "type": "Kiosk",
+            "category": {"type": "VocabProperty", "vocab": "newsstand"}}  # fmt: skip
+    assert (await client.post("/entities", json=body)).status_code == 201
+    plain = await client.get("/entities", params={"type": "Kiosk", "q": "category==newsstand"})
+    assert plain.json() == []
+    expanded = await client.get(
+        "/entities",
+        params={"type": "Kiosk", "q": "category==newsstand", "expandValues": "category"},
+    )
+    assert [e["id"] for e in expanded.json()] == ["urn:ngsi-ld:Kiosk:v"]
