@@ -7,6 +7,7 @@ offending part of the string and are BadRequestData (the API answers 400).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,7 @@ _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?$")
 _INTEGER = re.compile(r"-?\d{1,4300}$")
 _NAME_STOP = set("=!<>~;|()[].,")
 _MAX_DEPTH = 32
+Leaf = Callable[["_Parser"], Node]
 
 # -- q ---------------------------------------------------------------------------------------------
 
@@ -65,53 +67,62 @@ _MAX_DEPTH = 32
 def parse_q(text: str) -> Node:
     """4.9: terms joined by ; (and) and | (or), with brackets; and binds tighter than or."""
     parser = _Parser(text)
-    node = parser.expression(0)
-    if parser.pos != len(text):
-        parser.fail("unexpected text")
-    return node
+    return parser.whole(parser.expression(_Parser.term, "|", 0))
 
 
 class _Parser:
-    def __init__(self, text: str, what: str = "q", shown: str | None = None) -> None:
+    def __init__(self, text: str, what: str = "q") -> None:
         if not text:
             raise BadRequestData(f"{what} is empty")
         self.text = text
         self.what = what
-        self.shown = text if shown is None else shown  # as the client wrote it
         self.pos = 0
 
     def fail(self, why: str) -> None:
-        shown = self.shown[: self.pos] + " >>" + self.shown[self.pos :]
+        shown = self.text[: self.pos] + " >>" + self.text[self.pos :]
         raise BadRequestData(f"invalid {self.what} at position {self.pos} ({why}): {shown}")
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
-    def expression(self, depth: int) -> Node:
+    def whole(self, node: Node) -> Node:
+        if self.pos != len(self.text):
+            self.fail("unexpected text")
+        return node
+
+    def expression(self, leaf: Leaf, ors: str, depth: int) -> Node:
+        """Leaves joined by ; (and) and any of `ors` (or), with brackets; and binds tighter."""
         if depth > _MAX_DEPTH:
             self.fail("brackets nest too deeply")
-        ors = [self.conjunction(depth)]
-        while self.peek() == "|":
+        alternatives = [self.conjunction(leaf, ors, depth)]
+        while self.peek() and self.peek() in ors:
             self.pos += 1
-            ors.append(self.conjunction(depth))
-        return ors[0] if len(ors) == 1 else Any_(tuple(ors))
+            alternatives.append(self.conjunction(leaf, ors, depth))
+        return alternatives[0] if len(alternatives) == 1 else Any_(tuple(alternatives))
 
-    def conjunction(self, depth: int) -> Node:
-        ands = [self.factor(depth)]
+    def conjunction(self, leaf: Leaf, ors: str, depth: int) -> Node:
+        parts = [self.factor(leaf, ors, depth)]
         while self.peek() == ";":
             self.pos += 1
-            ands.append(self.factor(depth))
-        return ands[0] if len(ands) == 1 else All(tuple(ands))
+            parts.append(self.factor(leaf, ors, depth))
+        return parts[0] if len(parts) == 1 else All(tuple(parts))
 
-    def factor(self, depth: int) -> Node:
+    def factor(self, leaf: Leaf, ors: str, depth: int) -> Node:
         if self.peek() == "(":
             self.pos += 1
-            node = self.expression(depth + 1)
+            node = self.expression(leaf, ors, depth + 1)
             if self.peek() != ")":
                 self.fail("missing )")
             self.pos += 1
             return node
-        return self.term()
+        return leaf(self)
+
+    def until(self, stops: str) -> str:
+        """The text up to the next stop character."""
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] not in stops:
+            self.pos += 1
+        return self.text[start : self.pos]
 
     def term(self) -> Term:
         path = self.path()
@@ -295,44 +306,12 @@ def parse_types(text: str) -> Node:
     """
     if not text.strip():
         raise BadRequestData("type is empty")  # also catches blanks, which _Parser would take
-    normalized = text.replace(",", "|")
-    parser = _Parser(normalized, "type", shown=text)
-    node = _type_expression(parser, 0)
-    if parser.pos != len(normalized):
-        parser.fail("unexpected text in type")
-    return node
+    parser = _Parser(text, "type")
+    return parser.whole(parser.expression(_type_name, ",|", 0))
 
 
-def _type_expression(parser: _Parser, depth: int) -> Node:
-    if depth > _MAX_DEPTH:
-        parser.fail("brackets nest too deeply")
-    ors = [_type_conjunction(parser, depth)]
-    while parser.peek() == "|":
-        parser.pos += 1
-        ors.append(_type_conjunction(parser, depth))
-    return ors[0] if len(ors) == 1 else Any_(tuple(ors))
-
-
-def _type_conjunction(parser: _Parser, depth: int) -> Node:
-    ands = [_type_factor(parser, depth)]
-    while parser.peek() == ";":
-        parser.pos += 1
-        ands.append(_type_factor(parser, depth))
-    return ands[0] if len(ands) == 1 else All(tuple(ands))
-
-
-def _type_factor(parser: _Parser, depth: int) -> Node:
-    if parser.peek() == "(":
-        parser.pos += 1
-        node = _type_expression(parser, depth + 1)
-        if parser.peek() != ")":
-            parser.fail("missing )")
-        parser.pos += 1
-        return node
-    start = parser.pos
-    while parser.pos < len(parser.text) and parser.text[parser.pos] not in ";|()":
-        parser.pos += 1
-    name = parser.text[start : parser.pos].strip()
+def _type_name(parser: _Parser) -> Node:
+    name = parser.until(";|,()").strip()
     if not name:
         parser.fail("expected a type name")
     return Term(Path(name), "type", name)
@@ -344,44 +323,13 @@ _SCOPE = re.compile(r"^/(#|\+|[^/#+\s;|()]+)?(/(#|\+|[^/#+\s;|()]+))*$")
 
 
 def parse_scope_q(text: str) -> Node:
-    """4.19: scope patterns (/a/b, /a/+, /a/#, /#) joined by ; and | with brackets."""
+    """4.19: scope patterns (/a/b, /a/+, /a/#, /#) joined by ; and | (or ,) with brackets."""
     parser = _Parser(text, "scopeQ")
-    node = _scope_expression(parser, 0)
-    if parser.pos != len(text):
-        parser.fail("unexpected text in scopeQ")
-    return node
+    return parser.whole(parser.expression(_scope_pattern, "|,", 0))
 
 
-def _scope_expression(parser: _Parser, depth: int) -> Node:
-    if depth > _MAX_DEPTH:
-        parser.fail("brackets nest too deeply")
-    ors = [_scope_conjunction(parser, depth)]
-    while parser.peek() in ("|", ","):
-        parser.pos += 1
-        ors.append(_scope_conjunction(parser, depth))
-    return ors[0] if len(ors) == 1 else Any_(tuple(ors))
-
-
-def _scope_conjunction(parser: _Parser, depth: int) -> Node:
-    ands = [_scope_factor(parser, depth)]
-    while parser.peek() == ";":
-        parser.pos += 1
-        ands.append(_scope_factor(parser, depth))
-    return ands[0] if len(ands) == 1 else All(tuple(ands))
-
-
-def _scope_factor(parser: _Parser, depth: int) -> Node:
-    if parser.peek() == "(":
-        parser.pos += 1
-        node = _scope_expression(parser, depth + 1)
-        if parser.peek() != ")":
-            parser.fail("missing )")
-        parser.pos += 1
-        return node
-    start = parser.pos
-    while parser.pos < len(parser.text) and parser.text[parser.pos] not in ";|,()":
-        parser.pos += 1
-    pattern = parser.text[start : parser.pos]
+def _scope_pattern(parser: _Parser) -> Node:
+    pattern = parser.until(";|,()")
     if not _SCOPE.match(pattern):
         parser.fail(f"invalid scope pattern {pattern!r}")
     return Term(Path("scope"), "scope", pattern)

@@ -127,17 +127,20 @@ def geo_ids(conn: sqlite3.Connection, tenant: str, geo: GeoQuery) -> list[str]:
 
 
 def _shape_matches(conn: sqlite3.Connection, tenant: str, entity_id: str, geo: GeoQuery) -> bool:
+    return any(matches(geo, value) for value in _shapes(conn, tenant, entity_id, geo))
+
+
+def _shapes(
+    conn: sqlite3.Connection, tenant: str, entity_id: str, geo: GeoQuery
+) -> list[dict[str, Any]]:
+    """The geometries of an entity's geoproperty, read from its document."""
     row = conn.execute(
         "SELECT json_extract(doc, ?) FROM entities WHERE tenant = ? AND id = ?",
         (attr_path(geo.geoproperty), tenant, entity_id),
     ).fetchone()
     instances = orjson.loads(row[0]) if row and row[0] else []
-    return any(
-        i.get("type") == "GeoProperty"
-        and isinstance(i.get("value"), dict)
-        and matches(geo, i["value"])
-        for i in instances
-    )
+    values = [i.get("value") for i in instances if i.get("type") == "GeoProperty"]
+    return [v for v in values if isinstance(v, dict)]
 
 
 def run_query(conn: sqlite3.Connection, tenant: str, query: Query) -> QueryResult:
@@ -200,10 +203,5 @@ def distances(
 
 
 def _shape_distance(conn: sqlite3.Connection, tenant: str, entity_id: str, geo: GeoQuery) -> float:
-    row = conn.execute(
-        "SELECT json_extract(doc, ?) FROM entities WHERE tenant = ? AND id = ?",
-        (attr_path(geo.geoproperty), tenant, entity_id),
-    ).fetchone()
-    instances = orjson.loads(row[0]) if row and row[0] else []
-    shapes = [i["value"] for i in instances if i.get("type") == "GeoProperty"]
-    return min((shape_distance(geo, s) for s in shapes if isinstance(s, dict)), default=math.inf)
+    shapes = _shapes(conn, tenant, entity_id, geo)
+    return min((shape_distance(geo, value) for value in shapes), default=math.inf)

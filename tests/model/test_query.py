@@ -271,8 +271,8 @@ TYPE_ERRORS = [
     ("", "type is empty"),
     ("   ", "type is empty"),
     ("(A", "missing )"),
-    ("A)", "unexpected text in type"),
-    ("A(B)", "unexpected text in type"),
+    ("A)", "unexpected text"),
+    ("A(B)", "unexpected text"),
     ("A,,B", "expected a type name"),
     ("A;", "expected a type name"),
     ("()", "expected a type name"),
@@ -323,7 +323,7 @@ SCOPE_ERRORS = [
     ("/a+", "invalid scope pattern '/a+'"),
     ("/a;", "invalid scope pattern ''"),
     ("(/a", "missing )"),
-    ("/a)", "unexpected text in scopeQ"),
+    ("/a)", "unexpected text"),
 ]
 
 
