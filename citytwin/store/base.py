@@ -31,6 +31,23 @@ Instances = list[dict[str, Any]]
 AttributeFn = Callable[[Instances | None], Instances]
 
 
+@dataclass(frozen=True)
+class ChangeRecord:
+    """One entry of the change log: an entity before and after one write.
+
+    `attrs` names the attributes the write touched when only those are in `before` (a
+    single-attribute write); None means the whole entity is there to compare.
+    """
+
+    seq: int
+    tenant: str
+    entity_id: str
+    attrs: list[str] | None
+    before: Entity | None
+    after: Entity | None
+    at: str
+
+
 class Missing:
     """Returned by mutate_attribute when the entity does not exist."""
 
@@ -111,5 +128,35 @@ class Store(Protocol):
         ...
 
     async def type_counts(self, tenant: str) -> dict[str, int]: ...
+
+    # -- the change log, subscriptions and cursors (for the notifier) ----------------------------
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call back (thread-safely) after each commit: new changes may be in the log."""
+        ...
+
+    async def changes_since(self, seq: int, limit: int = 1000) -> list[ChangeRecord]: ...
+
+    async def last_change(self) -> int: ...
+
+    async def prune_changes(self, below: int) -> int: ...
+
+    async def cursor(self, name: str) -> int | None: ...
+
+    async def set_cursor(self, name: str, seq: int) -> None: ...
+
+    async def put_subscription(
+        self, tenant: str, sub_id: str, doc: dict[str, Any], create: bool
+    ) -> bool:
+        """Store a subscription; False when `create` and it exists, or not `create` and not."""
+        ...
+
+    async def get_subscription(self, tenant: str, sub_id: str) -> dict[str, Any] | None: ...
+
+    async def subscriptions(self, tenant: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """(tenant, document) of every subscription, or of one tenant's."""
+        ...
+
+    async def delete_subscription(self, tenant: str, sub_id: str) -> bool: ...
 
     async def attribute_count(self, tenant: str, attr: str) -> int: ...

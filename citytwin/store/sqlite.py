@@ -12,7 +12,7 @@ import fcntl
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ from citytwin.store.base import (
     QueryResult,
 )
 from citytwin.store.sql import attr_path
+from citytwin.store.sqlite_changes import LogMixin, Row, record
 from citytwin.store.sqlite_index import migrate, reindex, reindex_attribute
 from citytwin.store.sqlite_query import matching_ids, register, run_query
 
@@ -59,6 +60,7 @@ class _Writer(threading.Thread):
     def __init__(self, conn: sqlite3.Connection, lock_path: str) -> None:
         super().__init__(name="citytwin-sqlite-writer", daemon=True)
         self.conn = conn
+        self.after_commit: Callable[[], None] | None = None
         self.lock = open(lock_path, "a+b")  # held for the writer's lifetime
         self.jobs: queue.SimpleQueue[tuple[Job, asyncio.Future[Any]] | None] = queue.SimpleQueue()
 
@@ -94,6 +96,8 @@ class _Writer(threading.Thread):
             fcntl.flock(self.lock, fcntl.LOCK_UN)
         for (_, future), (ok, value) in zip(group, results, strict=True):
             future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+        if self.after_commit is not None:
+            self.after_commit()
 
     def _savepoint(self, job: Job) -> tuple[bool, Any]:
         self.conn.execute("SAVEPOINT job")
@@ -116,7 +120,7 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-class SqliteStore:
+class SqliteStore(LogMixin):
     """Entities of every tenant in one SQLite file."""
 
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
@@ -142,6 +146,11 @@ class SqliteStore:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call back (from the writer thread, so it must be thread-safe) after each commit."""
+        assert self._writer is not None, "store is not open"
+        self._writer.after_commit = callback
 
     @property
     def reader(self) -> sqlite3.Connection:
@@ -191,9 +200,15 @@ class SqliteStore:
             else:
                 doc = "json_set(json_remove(doc, ?), '$.modifiedAt', ?)"
                 args = (path, modified_at)
-            conn.execute(
-                f"UPDATE entities SET doc = {doc}, modified_at = ? WHERE tenant = ? AND id = ?",
+            (after,) = conn.execute(
+                f"UPDATE entities SET doc = {doc}, modified_at = ? WHERE tenant = ? AND id = ?"
+                " RETURNING doc",
                 (*args, modified_at, tenant, entity_id),
+            ).fetchone()
+            before = {"id": entity_id, "attrs": {name: old} if old else {}}
+            touched = orjson.dumps([name]).decode()
+            record(
+                conn, [(tenant, entity_id, touched, orjson.dumps(before).decode(), after, _now())]
             )
             return None
 
@@ -228,12 +243,24 @@ class SqliteStore:
     async def purge(self, tenant: str, query: Query) -> int:
         def job(conn: sqlite3.Connection) -> int:
             ids = matching_ids(conn, tenant, query)
-            keys = [(tenant, i) for i in ids]
-            conn.executemany("DELETE FROM entities WHERE tenant = ? AND id = ?", keys)
+            docs = conn.execute(
+                "SELECT id, doc FROM entities"
+                " WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))",
+                (tenant, orjson.dumps(ids)),
+            ).fetchall()
+            conn.executemany(
+                "DELETE FROM entities WHERE tenant = ? AND id = ?", [(tenant, i) for i in ids]
+            )
             reindex(conn, tenant, dict.fromkeys(ids))
+            at = _now()
+            record(conn, [(tenant, i, None, doc, None, at) for i, doc in docs])
             return len(ids)
 
         return await self._write(job)
+
+
+def _text(raw: bytes | None) -> str | None:
+    return raw.decode() if raw is not None else None
 
 
 def _has_geo(instances: list[Entity] | None) -> bool:
@@ -251,6 +278,7 @@ class _Batch:
         self.conn = conn
         self.tenant = tenant
         self.docs: dict[str, bytes | None] = {}
+        self.original: dict[str, bytes | None] = {}
         self.existed: dict[str, bool] = {}
         self.final: dict[str, Entity | None] = {}
 
@@ -272,6 +300,7 @@ class _Batch:
         for entity_id in ids:
             self.existed[entity_id] = entity_id in self.docs
             self.docs.setdefault(entity_id, None)
+        self.original = dict(self.docs)
 
     def _apply(self, entity_id: str, fn: MutateFn) -> Any:
         raw = self.docs[entity_id]
@@ -319,3 +348,11 @@ class _Batch:
         )
         new = frozenset(i for i in self.final if not self.existed[i])
         reindex(self.conn, self.tenant, self.final, new)
+        record(self.conn, list(self._changes()))
+
+    def _changes(self) -> Iterator[Row]:
+        at = _now()
+        for entity_id in self.final:
+            before, after = self.original[entity_id], self.docs[entity_id]
+            if before is not None or after is not None:
+                yield self.tenant, entity_id, None, _text(before), _text(after), at

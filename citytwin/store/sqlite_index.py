@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from citytwin.model.geo import bbox
+from citytwin.store.sqlite_changes import V3
 
 Entity = dict[str, Any]
 
@@ -52,7 +53,7 @@ def _backfill(conn: sqlite3.Connection) -> None:
 
 
 Migration = str | Callable[[sqlite3.Connection], None]
-MIGRATIONS: list[list[Migration]] = [[_V1], [_V2, _backfill]]
+MIGRATIONS: list[list[Migration]] = [[_V1], [_V2, _backfill], [V3]]
 
 
 def migrate(conn: sqlite3.Connection) -> None:
