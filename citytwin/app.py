@@ -17,6 +17,7 @@ from citytwin.api.state import AppState
 from citytwin.broker import Broker
 from citytwin.contexts import ContextResolver
 from citytwin.errors import InternalError, NgsiError, ResourceNotFound
+from citytwin.notify.notifier import Notifier
 from citytwin.settings import Settings
 from citytwin.store import open_store
 
@@ -57,10 +58,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         store = open_store(settings.database)
         await store.open()
         resolver = ContextResolver(settings.base_url, settings.context_timeout)
-        app.state.citytwin = AppState(Broker(store), resolver, settings)
+        broker = Broker(store)
+        notifier = Notifier(store, resolver)
+        await notifier.start()
+        broker.subscriptions_changed = notifier.reload
+        app.state.citytwin = AppState(broker, resolver, settings)
         try:
             yield
         finally:
+            await notifier.stop()
             await resolver.close()
             await store.close()
 

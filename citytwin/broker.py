@@ -7,7 +7,7 @@ inside the store's transaction, so a failing request leaves the store exactly as
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -32,6 +32,7 @@ from citytwin.model.entity import (
     parse_patch,
     parse_types,
 )
+from citytwin.model.subscription import parse_subscription, update_subscription
 from citytwin.model.validate import check_scope, check_uri
 from citytwin.store.base import (
     MISSING,
@@ -60,6 +61,7 @@ class BatchResult:
 class Broker:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.subscriptions_changed: Callable[[], Awaitable[None]] | None = None
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -201,6 +203,50 @@ class Broker:
         name = expand_name(attr, ctx)
         fn = partial(update.delete_attr, name=attr, dataset_id=dataset_id, delete_all=delete_all)
         await self._attribute(tenant, entity_id, name, fn, stamp)
+
+    # -- subscriptions (5.8) ---------------------------------------------------------------------
+
+    async def create_subscription(
+        self, tenant: str, body: Any, ctx: Context, context_url: Any
+    ) -> str:
+        """5.8.1."""
+        doc = parse_subscription(body, ctx, context_url)
+        if not await self.store.put_subscription(tenant, doc["id"], doc, create=True):
+            raise AlreadyExists(f"subscription {doc['id']} already exists")
+        await self._subscriptions_changed()
+        return doc["id"]
+
+    async def get_subscription(self, tenant: str, sub_id: str) -> dict[str, Any]:
+        """5.8.3."""
+        check_uri(sub_id, "subscription id")
+        await self.require_tenant(tenant)
+        doc = await self.store.get_subscription(tenant, sub_id)
+        if doc is None:
+            raise ResourceNotFound(f"subscription {sub_id} does not exist")
+        return doc
+
+    async def subscriptions(self, tenant: str) -> list[dict[str, Any]]:
+        """5.8.4."""
+        await self.require_tenant(tenant)
+        return [doc for _, doc in await self.store.subscriptions(tenant)]
+
+    async def update_subscription(self, tenant: str, sub_id: str, body: Any, ctx: Context) -> None:
+        """5.8.2."""
+        doc = update_subscription(await self.get_subscription(tenant, sub_id), body, ctx)
+        if not await self.store.put_subscription(tenant, sub_id, doc, create=False):
+            raise ResourceNotFound(f"subscription {sub_id} does not exist")
+        await self._subscriptions_changed()
+
+    async def delete_subscription(self, tenant: str, sub_id: str) -> None:
+        """5.8.5."""
+        check_uri(sub_id, "subscription id")
+        if not await self.store.delete_subscription(tenant, sub_id):
+            raise ResourceNotFound(f"subscription {sub_id} does not exist")
+        await self._subscriptions_changed()
+
+    async def _subscriptions_changed(self) -> None:
+        if self.subscriptions_changed is not None:
+            await self.subscriptions_changed()
 
     # -- batch operations (5.6.7-5.6.10, 5.6.20) ---------------------------------------------------
 

@@ -23,7 +23,7 @@ from citytwin.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from citytwin.model.context import CORE_CONTEXT_URL, Context
+from citytwin.model.context import CORE_CONTEXT_URL, Context, link_header
 from citytwin.model.validate import json_depth_exceeds
 
 JSON, JSON_LD, GEO_JSON = "application/json", "application/ld+json", "application/geo+json"
@@ -144,10 +144,6 @@ def context_url(ctx: Context) -> str:
     if isinstance(source, list) and len(source) == 1 and isinstance(source[0], str):
         return source[0]
     return CORE_CONTEXT_URL
-
-
-def link_header(url: str) -> str:
-    return f'<{url}>; rel="{CONTEXT_REL}"; type="{JSON_LD}"'
 
 
 def json_response(

@@ -100,6 +100,12 @@ def _picked(query: Query, view: View, ctx: Context) -> Query:
 
 
 def _paged(request: Request, query: Query) -> Query:
+    limit, offset, count = _page_params(request)
+    return Query(**{**query.__dict__, "limit": limit, "offset": offset, "count": count})
+
+
+def _page_params(request: Request) -> tuple[int, int, bool]:
+    """limit, offset and count of a collection request (6.3.10, 6.3.13)."""
     settings = state(request).settings
     limit = _natural(request.query_params.get("limit"), "limit", settings.default_limit)
     if limit > settings.max_limit:
@@ -108,7 +114,18 @@ def _paged(request: Request, query: Query) -> Query:
     count = params.flag(request, "count")
     if limit == 0 and not count:
         raise BadRequestData("limit=0 is only allowed with count=true")
-    return Query(**{**query.__dict__, "limit": limit, "offset": offset, "count": count})
+    return limit, offset, count
+
+
+def page_of(request: Request, items: list[Any]) -> tuple[list[Any], dict[str, str]]:
+    """One page of an in-memory collection, with the count and Link headers."""
+    limit, offset, count = _page_params(request)
+    page = items[offset : offset + limit]
+    headers = {"NGSILD-Results-Count": str(len(items))} if count else {}
+    links = _links(request, Query(limit=limit, offset=offset), len(items), len(page))
+    if links:
+        headers["Link"] = links
+    return page, headers
 
 
 def _natural(raw: str | None, name: str, default: int) -> int:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from citytwin.api import batch, contexts, discovery, entities, query
+from citytwin.api import batch, contexts, discovery, entities, query, subscriptions
 from citytwin.errors import MethodNotAllowed
 
 BASE = "/ngsi-ld/v1"
@@ -82,6 +82,15 @@ def routes() -> list[BaseRoute]:
         ),
     ]
     table += [
+        *_collection("/subscriptions", {"POST": subscriptions.create, "GET": subscriptions.query}),
+        _route(
+            "/subscriptions/{sub_id:path}",
+            {
+                "GET": subscriptions.retrieve,
+                "PATCH": subscriptions.update,
+                "DELETE": subscriptions.delete,
+            },
+        ),
         *_collection("/types", {"GET": discovery.types}),
         _route("/types/{type:path}", {"GET": discovery.entity_type}),
         *_collection("/attributes", {"GET": discovery.attributes}),

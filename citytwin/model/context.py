@@ -31,6 +31,11 @@ def is_core_context_url(url: str) -> bool:
     return _CORE_URL.match(url) is not None
 
 
+def link_header(url: str) -> str:
+    """A Link header naming a JSON-LD @context (6.3.5)."""
+    return f'<{url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+
+
 def load_core_document() -> dict[str, Any]:
     data = importlib.resources.files("citytwin.data") / "ngsi-ld-core-context-v1.9.jsonld"
     return orjson.loads(data.read_bytes())

@@ -57,6 +57,7 @@ OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "~=", "!~=")
 _OP = re.compile(r"!~=|~=|==|!=|>=|<=|>|<")
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?$")
 _INTEGER = re.compile(r"-?\d{1,4300}$")
+_UNQUOTED = re.compile(r"^[^=!<>~]")
 _NAME_STOP = set("=!<>~;|()[].,")
 _MAX_DEPTH = 32
 Leaf = Callable[["_Parser"], Node]
@@ -218,7 +219,11 @@ class _Parser:
         raw = text[start : self.pos]
         if not raw:
             self.fail("expected a value")
-        return _literal(raw)
+        value = _literal(raw)
+        if isinstance(value, str) and not _UNQUOTED.match(value):
+            self.pos = start
+            self.fail("a value cannot start with an operator character")
+        return value
 
     def quoted(self) -> str:
         out: list[str] = []

@@ -118,6 +118,10 @@ class Store(Protocol):
 
     async def query(self, tenant: str, query: Query) -> QueryResult: ...
 
+    def entity_matches(self, tenant: str, entity: Entity, query: Query) -> bool:
+        """Whether one entity, stored or not, meets a query's q and scopeQ (same code as query)."""
+        ...
+
     async def purge(self, tenant: str, query: Query) -> int: ...
 
     async def summary(self, tenant: str) -> list[tuple[str, str | None, str | None, int]]:

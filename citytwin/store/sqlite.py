@@ -30,7 +30,7 @@ from citytwin.store.base import (
 from citytwin.store.sql import attr_path
 from citytwin.store.sqlite_changes import LogMixin, Row, record
 from citytwin.store.sqlite_index import migrate, reindex, reindex_attribute
-from citytwin.store.sqlite_query import matching_ids, register, run_query
+from citytwin.store.sqlite_query import entity_matches, matching_ids, register, run_query
 
 GROUP_MAX = 1000
 Job = Callable[[sqlite3.Connection], Any]
@@ -205,17 +205,18 @@ class SqliteStore(LogMixin):
                 " RETURNING doc",
                 (*args, modified_at, tenant, entity_id),
             ).fetchone()
-            before = {"id": entity_id, "attrs": {name: old} if old else {}}
+            before = _partial_before(entity_id, name, row[0])
             touched = orjson.dumps([name]).decode()
-            record(
-                conn, [(tenant, entity_id, touched, orjson.dumps(before).decode(), after, _now())]
-            )
+            record(conn, [(tenant, entity_id, touched, before, after, _now())])
             return None
 
         return await self._write(job)
 
     async def query(self, tenant: str, query: Query) -> QueryResult:
         return run_query(self.reader, tenant, query)
+
+    def entity_matches(self, tenant: str, entity: Entity, query: Query) -> bool:
+        return entity_matches(self.reader, tenant, entity, query)
 
     async def summary(self, tenant: str) -> list[tuple[str, str | None, str | None, int]]:
         return self.reader.execute(
@@ -257,6 +258,13 @@ class SqliteStore(LogMixin):
             return len(ids)
 
         return await self._write(job)
+
+
+def _partial_before(entity_id: str, name: str, old: str | None) -> str:
+    """The change log's before of a single-attribute write: that attribute as it was (its
+    stored text, since the write function may have changed the parsed copy in place)."""
+    attrs = f"{orjson.dumps(name).decode()}: {old}" if old is not None else ""
+    return f'{{"id": {orjson.dumps(entity_id).decode()}, "attrs": {{{attrs}}}}}'
 
 
 def _text(raw: bytes | None) -> str | None:

@@ -25,7 +25,7 @@ from citytwin.model.geo import (
     shape_distance,
 )
 from citytwin.model.query import Term
-from citytwin.store.base import Query, QueryResult
+from citytwin.store.base import Entity, Query, QueryResult
 from citytwin.store.sql import attr_path, compile_node, order_by
 
 
@@ -205,3 +205,20 @@ def distances(
 def _shape_distance(conn: sqlite3.Connection, tenant: str, entity_id: str, geo: GeoQuery) -> float:
     shapes = _shapes(conn, tenant, entity_id, geo)
     return min((shape_distance(geo, value) for value in shapes), default=math.inf)
+
+
+def entity_matches(conn: sqlite3.Connection, tenant: str, entity: Entity, query: Query) -> bool:
+    """Whether one entity (not necessarily stored, e.g. a change's after state) meets the q and
+    scopeQ of a query: the same compiled SQL as queries, run over a one-row table."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for node in (query.q, query.scope_q):
+        if node is not None:
+            parts.append(compile_node(node, params, tenant))
+    if not parts:
+        return True
+    sql = (
+        f"WITH e(tenant, id, doc) AS (VALUES (?, ?, ?)) SELECT 1 FROM e WHERE {' AND '.join(parts)}"
+    )
+    row = conn.execute(sql, (tenant, entity["id"], orjson.dumps(entity).decode(), *params))
+    return row.fetchone() is not None

@@ -1,0 +1,1 @@
+"""Notifications: tail the change log, match subscriptions, deliver (5.8.6)."""
