@@ -67,7 +67,11 @@ def append_attrs(entity: Entity, fragment: Entity, now: str, no_overwrite: bool)
 
 
 def update_attrs(entity: Entity, fragment: Entity, now: str) -> Outcome:
-    """5.6.2: replace attributes that exist; the others are reported as not updated."""
+    """5.6.2: replace the fragment's attribute instances (by datasetId); new ones are added.
+
+    Adding what does not exist yet follows the ETSI conformance suite (011_01_03 and the
+    subscription tests that add attributes this way); scope is only updated where present.
+    """
     out = Outcome(entity, changed=_add_types(entity, fragment))
     if "scope" in fragment:
         if "scope" in entity:
@@ -75,15 +79,11 @@ def update_attrs(entity: Entity, fragment: Entity, now: str) -> Outcome:
         else:
             out.not_updated.append(("scope", "the entity has no scope to update"))
     for name, instances in fragment["attrs"].items():
-        current = entity["attrs"].get(name, [])
+        current = entity["attrs"].setdefault(name, [])
         for inst in instances:
-            i = _find(current, inst.get("datasetId"))
-            if i < 0:
-                out.not_updated.append((name, "attribute does not exist"))
-                continue
-            _put(current, i, inst, now)
+            _put(current, _find(current, inst.get("datasetId")), inst, now)
             out.updated.append(name)
-        if name in entity["attrs"] and not current:
+        if not current:
             del entity["attrs"][name]
     return _finish(out, now)
 

@@ -48,13 +48,21 @@ async def test_append_no_overwrite_reports_what_it_kept(client: httpx.AsyncClien
     assert (await entity(client))["height"]["value"] == 300
 
 
-async def test_update_only_touches_existing(client: httpx.AsyncClient) -> None:
+async def test_update_replaces_and_adds(client: httpx.AsyncClient) -> None:
     await client.post("/entities", json=building())
-    got = await client.patch(f"/entities/{ID}/attrs", json={"height": 1, "ghost": 2})
-    assert got.status_code == 207
+    got = await client.patch(f"/entities/{ID}/attrs", json={"height": 1, "floors": 2})
+    assert got.status_code == 204
     body = await entity(client)
     assert body["height"] == {"type": "Property", "value": 1}
-    assert "ghost" not in body
+    assert body["floors"] == {"type": "Property", "value": 2}
+
+
+async def test_update_of_absent_scope_is_reported(client: httpx.AsyncClient) -> None:
+    await client.post("/entities", json=building())
+    got = await client.patch(f"/entities/{ID}/attrs", json={"scope": "/a", "height": 2})
+    assert got.status_code == 207
+    assert [n["attributeName"] for n in got.json()["notUpdated"]] == ["scope"]
+    assert "scope" not in await entity(client)
 
 
 async def test_partial_update_keeps_other_members(client: httpx.AsyncClient) -> None:
