@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         notifier = Notifier(store, resolver)
         await notifier.start()
         broker.subscriptions_changed = notifier.reload
+        broker.delivery_status = notifier.delivery_status
         app.state.citytwin = AppState(broker, resolver, settings)
         try:
             yield

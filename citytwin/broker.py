@@ -62,6 +62,7 @@ class Broker:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.subscriptions_changed: Callable[[], Awaitable[None]] | None = None
+        self.delivery_status: Callable[[str, str], dict[str, Any]] = lambda tenant, sub: {}
 
     # -- reads -----------------------------------------------------------------------------------
 

@@ -151,7 +151,8 @@ def _links(request: Request, query: Query, count: int | None, returned: int) -> 
 def _link(request: Request, offset: int, limit: int, rel: str) -> str:
     items = [(k, v) for k, v in request.query_params.multi_items() if k not in ("offset", "limit")]
     items += [("limit", str(limit)), ("offset", str(offset))]
-    return f'<{request.url.path}?{urlencode(items)}>; rel="{rel}"; type="application/ld+json"'
+    path = request.url.path.rstrip("/")
+    return f'<{path}?{urlencode(items)}>;rel="{rel}";type="application/ld+json"'
 
 
 # -- selection ------------------------------------------------------------------------------------

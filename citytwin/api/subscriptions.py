@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,12 +22,32 @@ def _sub_id(request: Request) -> str:
 async def create(request: Request) -> Response:
     """5.8.1: 201 with the Location of the new subscription."""
     params.check_params(request, set())
-    body, ctx = await body_and_context(request, entity=True)
-    source = item_context(body, body.data)
-    url = state(request).contexts.implicit(source) if source is not None else CORE_CONTEXT_URL
+    body, ctx = await body_and_context(request)
+    data = body.data
+    if isinstance(data, dict):
+        data = await _with_context_url(request, data, item_context(body, data))
     broker = state(request).broker
-    sub_id = await broker.create_subscription(tenant_of(request), body.data, ctx, url)
+    url = CORE_CONTEXT_URL
+    if isinstance(data, dict):
+        url = data.pop("_url", None) or data.get("jsonldContext", CORE_CONTEXT_URL)
+    sub_id = await broker.create_subscription(tenant_of(request), data, ctx, url)
     return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/subscriptions/{sub_id}"})
+
+
+async def _with_context_url(request: Request, data: dict[str, Any], source: Any) -> dict[str, Any]:
+    """The @context notifications will name: jsonldContext (fetched now, so that an unreachable
+    one is refused), the request's single context URL, or one made for an inline @context."""
+    contexts = state(request).contexts
+    given = data.get("jsonldContext")
+    if isinstance(given, str) and given.startswith(("http://", "https://")):
+        await contexts.resolve(given)
+        return data
+    if given is not None:
+        return data  # refused as BadRequestData when parsed
+    single = source[0] if isinstance(source, list) and len(source) == 1 else source
+    if single is None or isinstance(single, str):
+        return {**data, "_url": single or CORE_CONTEXT_URL}
+    return {**data, "jsonldContext": contexts.implicit(source)}
 
 
 async def retrieve(request: Request) -> Response:
@@ -33,8 +55,10 @@ async def retrieve(request: Request) -> Response:
     params.check_params(request, {"local"})
     media = accept(request)
     ctx = await request_context(request)
-    doc = await state(request).broker.get_subscription(tenant_of(request), _sub_id(request))
-    return json_response(render_subscription(doc, ctx), media=media, ctx=ctx)
+    broker = state(request).broker
+    doc = await broker.get_subscription(tenant_of(request), _sub_id(request))
+    delivery = broker.delivery_status(tenant_of(request), doc["id"])
+    return json_response(render_subscription(doc, ctx, delivery), media=media, ctx=ctx)
 
 
 async def query(request: Request) -> Response:
@@ -42,9 +66,10 @@ async def query(request: Request) -> Response:
     params.check_params(request, {"limit", "offset", "count", "local"})
     media = accept(request)
     ctx = await request_context(request)
-    docs = await state(request).broker.subscriptions(tenant_of(request))
+    broker, tenant = state(request).broker, tenant_of(request)
+    docs = await broker.subscriptions(tenant)
     page, headers = page_of(request, docs)
-    body = [render_subscription(doc, ctx) for doc in page]
+    body = [render_subscription(d, ctx, broker.delivery_status(tenant, d["id"])) for d in page]
     return json_response(body, media=media, ctx=ctx, headers=headers)
 
 

@@ -71,7 +71,7 @@ def render_entity(entity: Entity, ctx: Context, view: View) -> dict[str, Any]:
             instances = [i for i in instances if i.get("datasetId") in view.dataset_ids]
         if instances and view.keeps(name, iri):
             out[name] = render_attribute(instances, ctx, view)
-    if view.sys_attrs and view.form != SIMPLIFIED:
+    if view.sys_attrs:
         out["createdAt"] = entity["createdAt"]
         out["modifiedAt"] = entity["modifiedAt"]
     return out
@@ -85,10 +85,12 @@ def render_attribute(instances: list[Instance], ctx: Context, view: View) -> Any
 
 
 def _simplified_multi(instances: list[Instance], rendered: list[Any]) -> Any:
-    for inst, value in zip(instances, rendered, strict=True):
-        if "datasetId" not in inst:
-            return value
-    return rendered[0]
+    """4.5.4: several instances show as {"dataset": {datasetId or "@none": value}}."""
+    dataset = {
+        inst.get("datasetId", "@none"): value
+        for inst, value in zip(instances, rendered, strict=True)
+    }
+    return {"dataset": dataset}
 
 
 def render_instance(inst: Instance, ctx: Context, view: View) -> Any:

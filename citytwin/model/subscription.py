@@ -31,6 +31,7 @@ _MEMBERS = {
     "jsonldContext", "temporalQ", "status", "createdAt", "modifiedAt", "datasetId",
     "localOnly", "cooldown",
 }  # fmt: skip
+# `jsonldContext` is kept when the client gave it (or the broker made one for an inline @context)
 _NOTIFICATION = {"attributes", "format", "endpoint", "sysAttrs", "showChanges", "status",
                  "timesSent", "timesFailed", "lastNotification", "lastSuccess", "lastFailure",
                  "pick", "omit", "join", "joinLevel"}  # fmt: skip
@@ -40,23 +41,32 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_subscription(body: Any, ctx: Context, context_url: Any) -> dict[str, Any]:
-    """A new subscription from a request body (5.8.1): validated, names expanded."""
-    if not isinstance(body, dict):
-        raise BadRequestData("a subscription is a JSON object")
+def parse_subscription(body: Any, ctx: Context, context_url: str) -> dict[str, Any]:
+    """A new subscription from a request body (5.8.1): validated, names expanded.
+
+    Only the members the client gave are kept (they are echoed back as given); what the broker
+    adds for itself has a leading underscore: `_context`, the @context URL of notifications.
+    """
+    if not isinstance(body, dict) or not body:
+        raise BadRequestData("a subscription is a non-empty JSON object")
     if body.get("type") != "Subscription":
         raise BadRequestData("a subscription needs type Subscription")
     sub_id = body.get("id", f"urn:ngsi-ld:Subscription:{uuid.uuid4()}")
     doc: dict[str, Any] = {"id": check_uri(sub_id, "subscription id"), "type": "Subscription"}
     doc.update(_members(body, ctx, creating=True))
+    _check_whole(doc)
+    doc["_context"] = doc.get("jsonldContext", context_url)
+    doc["_createdAt"] = doc["_modifiedAt"] = now()
+    return doc
+
+
+def _check_whole(doc: dict[str, Any]) -> None:
     if "entities" not in doc and "watchedAttributes" not in doc:
         raise BadRequestData("a subscription needs entities or watchedAttributes")
     if "notification" not in doc:
         raise BadRequestData("a subscription needs notification")
-    doc.setdefault("isActive", True)
-    doc["jsonldContext"] = context_url
-    doc["createdAt"] = doc["modifiedAt"] = now()
-    return doc
+    if "timeInterval" in doc and ("throttling" in doc or "watchedAttributes" in doc):
+        raise BadRequestData("timeInterval cannot go with throttling or watchedAttributes")
 
 
 def update_subscription(doc: dict[str, Any], body: Any, ctx: Context) -> dict[str, Any]:
@@ -68,12 +78,15 @@ def update_subscription(doc: dict[str, Any], body: Any, ctx: Context) -> dict[st
     if body.get("type", "Subscription") != "Subscription":
         raise BadRequestData("type must be Subscription")
     changes = _members(body, ctx, creating=False)
-    if "notification" in changes:
-        merged = {**doc["notification"], **changes.pop("notification")}
-        changes["notification"] = merged
-    new = {**doc, **changes, "modifiedAt": now()}
-    if "entities" not in new and "watchedAttributes" not in new:
-        raise BadRequestData("a subscription needs entities or watchedAttributes")
+    if "notification" in changes:  # replaced whole, keeping the delivery status
+        kept = {k: v for k, v in doc["notification"].items() if k in STATUS}
+        changes["notification"] = {**changes["notification"], **kept}
+    new = {**doc, **changes, "_modifiedAt": now()}
+    if "jsonldContext" in changes:
+        new["_context"] = changes["jsonldContext"]
+    if changes.get("expiresAt") is not None and changes["expiresAt"] <= now():
+        raise BadRequestData("expiresAt is in the past")
+    _check_whole(new)
     return new
 
 
@@ -88,6 +101,10 @@ def _members(body: dict[str, Any], ctx: Context, creating: bool) -> dict[str, An
         elif key in ("subscriptionName", "description", "lang", "csf") and value is not None:
             if not isinstance(value, str):
                 raise BadRequestData(f"{key} must be a string")
+            out[key] = value
+        elif key == "timeInterval":
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise BadRequestData("timeInterval must be a positive number of seconds")
             out[key] = value
     if creating and out.get("expiresAt") is not None and out["expiresAt"] <= now():
         raise BadRequestData("expiresAt is in the past")
@@ -163,8 +180,22 @@ def _boolean(what: str) -> Any:
     return parse
 
 
-def _expires(value: Any, ctx: Context) -> str:
-    return check_datetime(value, "expiresAt")
+def _expires(value: Any, ctx: Context) -> str | None:
+    return None if value is None else check_datetime(value, "expiresAt")
+
+
+def _context_url(value: Any, ctx: Context) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise BadRequestData("jsonldContext must be an http(s) URL")
+    return value
+
+
+def _dataset_ids(value: Any, ctx: Context) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if item != "@none":
+            check_uri(item, "datasetId")
+    return items
 
 
 def _throttling(value: Any, ctx: Context) -> float:
@@ -179,16 +210,43 @@ def _notification(value: Any, ctx: Context) -> dict[str, Any]:
     unknown = set(value) - _NOTIFICATION
     if unknown:
         raise BadRequestData(f"unknown notification members {sorted(unknown)}")
-    out: dict[str, Any] = {"format": value.get("format", "normalized")}
-    if out["format"] not in FORMATS:
-        raise BadRequestData(f"notification format must be one of {sorted(FORMATS)}")
+    out: dict[str, Any] = {}
+    if "format" in value:
+        if value["format"] not in FORMATS:
+            raise BadRequestData(f"notification format must be one of {sorted(FORMATS)}")
+        out["format"] = value["format"]
     if value.get("attributes") is not None:
         out["attributes"] = _names("notification.attributes")(value["attributes"], ctx)
+    for key in ("pick", "omit"):
+        if value.get(key) is not None:
+            out[key] = _projection_list(f"notification.{key}", value[key])
+    _check_projection(out)
     for key in ("sysAttrs", "showChanges"):
         if key in value:
             out[key] = _boolean(f"notification.{key}")(value[key], ctx)
+    if value.get("join") is not None:
+        if value["join"] not in ("flat", "inline", "@none"):
+            raise BadRequestData("notification.join must be flat, inline or @none")
+        out["join"] = value["join"]
+    if value.get("joinLevel") is not None:
+        level = value["joinLevel"]
+        if isinstance(level, bool) or not isinstance(level, int) or level < 1:
+            raise BadRequestData("notification.joinLevel must be a positive integer")
+        out["joinLevel"] = level
     out["endpoint"] = _endpoint(value.get("endpoint"))
     return out
+
+
+def _projection_list(what: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise BadRequestData(f"{what} must be a non-empty list of member names")
+    return value
+
+
+def _check_projection(out: dict[str, Any]) -> None:
+    given = [k for k in ("attributes", "pick", "omit") if k in out]
+    if len(given) > 1:
+        raise BadRequestData(f"notification cannot have {' and '.join(given)} together")
 
 
 def _endpoint(value: Any) -> dict[str, Any]:
@@ -197,9 +255,11 @@ def _endpoint(value: Any) -> dict[str, Any]:
     uri = value["uri"]
     if not uri.startswith(("http://", "https://", "mqtt://", "mqtts://")):
         raise BadRequestData("endpoint uri must be http(s):// or mqtt(s)://")
-    out: dict[str, Any] = {"uri": uri, "accept": value.get("accept", "application/json")}
-    if out["accept"] not in ("application/json", "application/ld+json", "application/geo+json"):
-        raise BadRequestData("endpoint accept must be application/json or application/ld+json")
+    out: dict[str, Any] = {"uri": uri}
+    if "accept" in value:
+        if value["accept"] not in ("application/json", "application/ld+json"):
+            raise BadRequestData("endpoint accept must be application/json or application/ld+json")
+        out["accept"] = value["accept"]
     for key in ("receiverInfo", "notifierInfo"):
         if value.get(key) is not None:
             out[key] = _key_values(key, value[key])
@@ -226,6 +286,8 @@ _PARSERS = {
     "expiresAt": _expires,
     "throttling": _throttling,
     "notification": _notification,
+    "jsonldContext": _context_url,
+    "datasetId": _dataset_ids,
 }
 
 
@@ -236,20 +298,25 @@ def status(doc: dict[str, Any], at: str | None = None) -> str:
     return "active" if doc.get("isActive", True) else "paused"
 
 
-def render_subscription(doc: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """A stored subscription in the caller's terms, with its status (5.2.12)."""
-    out = {k: v for k, v in doc.items() if k not in ("createdAt", "modifiedAt")}
+def render_subscription(
+    doc: dict[str, Any], ctx: Context, delivery: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A stored subscription in the caller's terms, as the client gave it, plus its status
+    (5.2.12); `delivery` holds status fields not yet written to the store."""
+    out = {k: v for k, v in doc.items() if not k.startswith("_") and v is not None}
+    out.setdefault("notificationTrigger", DEFAULT_TRIGGERS)
     if "entities" in doc:
         out["entities"] = [_render_selector(s, ctx) for s in doc["entities"]]
     if "watchedAttributes" in doc:
         out["watchedAttributes"] = [ctx.compact(a) for a in doc["watchedAttributes"]]
     if "geoQ" in doc and "geoproperty" in doc["geoQ"]:
         out["geoQ"] = {**doc["geoQ"], "geoproperty": ctx.compact(doc["geoQ"]["geoproperty"])}
-    notification = dict(doc["notification"])
+    notification = {**doc["notification"], **(delivery or {})}
     if "attributes" in notification:
         notification["attributes"] = [ctx.compact(a) for a in notification["attributes"]]
-    notification["status"] = "failed" if notification.get("lastFailure", "") > notification.get(
-        "lastSuccess", "") else "ok"  # fmt: skip
+    if "lastSuccess" in notification or "lastFailure" in notification:
+        failed = notification.get("lastFailure", "") > notification.get("lastSuccess", "")
+        notification["status"] = "failed" if failed else "ok"
     out["notification"] = notification
     out["status"] = status(doc)
     return out

@@ -96,8 +96,7 @@ def http_request(payload: dict[str, Any], params: dict[str, Any], context: Any, 
     """Body and headers of a notification POST (5.8.6, 6.3.6): @context in a Link or the body."""
     endpoint = params["endpoint"]
     headers = {info["key"]: info["value"] for info in endpoint.get("receiverInfo", [])}
-    if endpoint.get("accept") == "application/ld+json":
-        payload = {**payload, "@context": context}
+    if endpoint.get("accept") == "application/ld+json":  # each entity carries the @context
         headers["Content-Type"] = "application/ld+json"
     else:
         headers["Content-Type"] = "application/json"

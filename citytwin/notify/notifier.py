@@ -14,28 +14,32 @@ from datetime import datetime
 from typing import Any
 
 from citytwin.contexts import ContextResolver
-from citytwin.model.subscription import now
+from citytwin.model.join import flat_order, links, render_inline
+from citytwin.model.render import View
+from citytwin.model.subscription import STATUS, now
 from citytwin.notify.deliver import BACKOFF, Deliverer, Delivery, http_request
 from citytwin.notify.match import Compiled, compile_subscription, fired, reasons
-from citytwin.notify.payload import entity_data, notification
-from citytwin.store.base import ChangeRecord, Store
+from citytwin.notify.payload import notification, render_data, shown_entity, view_of
+from citytwin.store.base import ChangeRecord, Query, Store
 
 log = logging.getLogger("citytwin.notify")
 CURSOR = "notifier"
 STATUS_FLUSH = 0.5  # seconds between writes of subscription status fields
+Key = tuple[str, str]
 
 
 class Notifier:
     def __init__(self, store: Store, contexts: ContextResolver) -> None:
         self.store = store
         self.contexts = contexts
-        self.subs: dict[tuple[str, str], Compiled] = {}
+        self.subs: dict[Key, Compiled] = {}
         self.deliverer = Deliverer(self._report)
         self.wake = asyncio.Event()
         self.seq = 0
         self.pending: dict[int, int] = {}  # change seq -> deliveries not finished
         self.saved = 0
-        self.dirty: dict[tuple[str, str], dict[str, Any]] = {}
+        self.status: dict[Key, dict[str, Any]] = {}  # delivery status, newer than the store's
+        self.dirty: set[Key] = set()
         self.tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -61,10 +65,15 @@ class Notifier:
             ctx = await self._context(doc)
             subs[(tenant, doc["id"])] = compile_subscription(tenant, doc, ctx)
         self.subs = subs
+        self.status = {k: v for k, v in self.status.items() if k in subs}
+
+    def delivery_status(self, tenant: str, sub_id: str) -> dict[str, Any]:
+        """Status fields of deliveries not yet written to the store."""
+        return dict(self.status.get((tenant, sub_id), {}))
 
     async def _context(self, doc: dict[str, Any]) -> Any:
         try:
-            return await self.contexts.resolve(doc.get("jsonldContext"))
+            return await self.contexts.resolve(doc.get("_context"))
         except Exception:  # an unreachable context must not stop all notifications
             return self.contexts.core
 
@@ -84,15 +93,15 @@ class Notifier:
             if not changes:
                 return
             for change in changes:
-                self._dispatch(change)
+                await self._dispatch(change)
                 self.seq = change.seq
 
-    def _dispatch(self, change: ChangeRecord) -> None:
+    async def _dispatch(self, change: ChangeRecord) -> None:
         why = reasons(change)
         if not why:
             return
         at = now()
-        for (tenant, _), sub in self.subs.items():
+        for (tenant, _), sub in list(self.subs.items()):
             reason = fired(sub, change, why, at) if tenant == change.tenant else None
             if reason is None:
                 continue
@@ -100,52 +109,79 @@ class Notifier:
             if not self.store.entity_matches(tenant, entity, sub.query()):  # type: ignore[arg-type]
                 continue
             if not self._throttled(sub, at):
-                self._send(sub, change, reason, at)
+                await self._send(sub, change, reason, at)
 
     def _throttled(self, sub: Compiled, at: str) -> bool:
         throttling = sub.doc.get("throttling")
-        last = self.dirty.get((sub.tenant, sub.id), {}).get("lastNotification") or sub.doc[
-            "notification"].get("lastNotification")  # fmt: skip
+        last = self._current(sub).get("lastNotification")
         if not throttling or not last:
             return False
         gap = datetime.fromisoformat(at) - datetime.fromisoformat(last)
         return gap.total_seconds() < throttling
 
-    def _send(self, sub: Compiled, change: ChangeRecord, reason: str, at: str) -> None:
+    async def _send(self, sub: Compiled, change: ChangeRecord, reason: str, at: str) -> None:
         before = change.before if change.attrs is None else _full_before(change)
-        data = entity_data(sub, before, change.after, change.at)
-        payload = notification(sub, [data], reason)
+        shown = shown_entity(sub, before, change.after, reason, change.at)
+        view = view_of(sub)
+        data = await self._data(sub, shown, before, view)
         params = sub.doc["notification"]
-        body, headers = http_request(payload, params, sub.doc.get("jsonldContext"), sub.tenant)
+        context = sub.doc.get("_context")
+        if params["endpoint"].get("accept") == "application/ld+json":
+            data = [{**item, "@context": context} for item in data]
+        payload = notification(sub, data, reason)
+        body, headers = http_request(payload, params, context, sub.tenant)
         self.pending[change.seq] = self.pending.get(change.seq, 0) + 1
-        self._status(sub, lastNotification=at)
-        self.deliverer.submit(
-            Delivery(params["endpoint"]["uri"], body, headers, change.seq, (sub.tenant, sub.id))
-        )
+        self._current(sub)["lastNotification"] = at
+        self.dirty.add((sub.tenant, sub.id))
+        key = (sub.tenant, sub.id)
+        self.deliverer.submit(Delivery(params["endpoint"]["uri"], body, headers, change.seq, key))
+
+    async def _data(
+        self, sub: Compiled, shown: dict[str, Any], before: Any, view: View
+    ) -> list[dict[str, Any]]:
+        if view.join is None or "deletedAt" in shown:
+            return [render_data(sub, shown, before, view)]
+        linked = await self._linked(sub, shown, view)
+        if view.join == "inline":
+            return [render_inline(shown, sub.ctx, view, linked, view.join_level)]
+        order = flat_order([shown], sub.ctx, view, linked, view.join_level)
+        return [render_data(sub, e, before if e is shown else None, v) for e, v in order]
+
+    async def _linked(self, sub: Compiled, root: dict[str, Any], view: View) -> dict[str, Any]:
+        linked: dict[str, Any] = {}
+        frontier = [(root, view)]
+        for _ in range(view.join_level):
+            wanted = {t: v.for_linked(n) for e, v in frontier for n, t in links(e, sub.ctx, v)}
+            wanted = {t: v for t, v in wanted.items() if t not in linked}
+            if not wanted:
+                break
+            found = (await self.store.query(sub.tenant, Query(ids=tuple(wanted)))).entities
+            linked.update((e["id"], e) for e in found)
+            frontier = [(e, wanted[e["id"]]) for e in found]
+        return linked
+
+    def _current(self, sub: Compiled) -> dict[str, Any]:
+        """The subscription's delivery status as it stands now."""
+        key = (sub.tenant, sub.id)
+        if key not in self.status:
+            stored = sub.doc["notification"]
+            self.status[key] = {k: stored[k] for k in STATUS if k in stored}
+        return self.status[key]
 
     def _report(self, delivery: Delivery, ok: bool, why: str) -> None:
         sub = self.subs.get(delivery.key)
-        at = now()
         if sub is not None:
-            status = self.dirty.setdefault(delivery.key, {})
-            if ok:
-                status["timesSent"] = status.get("timesSent", 0) + 1
-                status["lastSuccess"] = at
-            else:
-                status["timesFailed"] = status.get("timesFailed", 0) + 1
-                status["lastFailure"] = at
+            status = self._current(sub)
+            counter, stamp = ("timesSent", "lastSuccess") if ok else ("timesFailed", "lastFailure")
+            status[counter] = status.get(counter, 0) + 1
+            status[stamp] = now()
+            self.dirty.add(delivery.key)
         if ok or delivery.attempts > len(BACKOFF):
-            self._finished(delivery.seq)
-
-    def _finished(self, seq: int) -> None:
-        left = self.pending.get(seq, 0) - 1
-        if left > 0:
-            self.pending[seq] = left
-        else:
-            self.pending.pop(seq, None)
-
-    def _status(self, sub: Compiled, **fields: Any) -> None:
-        self.dirty.setdefault((sub.tenant, sub.id), {}).update(fields)
+            left = self.pending.get(delivery.seq, 0) - 1
+            if left > 0:
+                self.pending[delivery.seq] = left
+            else:
+                self.pending.pop(delivery.seq, None)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -155,16 +191,12 @@ class Notifier:
 
     async def _flush(self) -> None:
         """Persist status fields and the cursor (below any change still being delivered)."""
-        dirty, self.dirty = self.dirty, {}
-        for key, fields in dirty.items():
+        dirty, self.dirty = self.dirty, set()
+        for key in dirty:
             doc = await self.store.get_subscription(*key)
-            if doc is None:
+            if doc is None or key not in self.status:
                 continue
-            params = doc["notification"]
-            for name in ("timesSent", "timesFailed"):
-                if name in fields:
-                    params[name] = params.get(name, 0) + fields.pop(name)
-            params.update(fields)
+            doc["notification"].update(self.status[key])
             await self.store.put_subscription(key[0], key[1], doc, create=False)
             if key in self.subs:
                 self.subs[key].doc = doc

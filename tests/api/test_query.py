@@ -663,7 +663,8 @@ async def test_pick_of_attributes_drops_entities_without_them(city: httpx.AsyncC
         "pick": "temperature,height",
         "format": "simplified",
     }
-    assert await query(city, params) == [{"temperature": 21}, {"temperature": 28}]
+    several = {"dataset": {"@none": 21, RAW: 35}}  # 4.5.4: every instance, by datasetId
+    assert await query(city, params) == [{"temperature": several}, {"temperature": 28}]
 
 
 async def test_attrs_selects_entities_with_at_least_one(city: httpx.AsyncClient) -> None:
@@ -710,7 +711,7 @@ async def test_simplified(city: httpx.AsyncClient) -> None:
     ]
     assert await query(city, {"type": "Building", "id": JM, "options": "keyValues"}) == got
     s2 = await query(city, {"type": "AirQualitySensor", "id": S2, "options": "keyValues"})
-    assert s2[0]["temperature"] == 21  # the default instance
+    assert s2[0]["temperature"] == {"dataset": {"@none": 21, RAW: 35}}
     assert s2[0]["address"] == {"district": "Pudong", "street": {"name": "Century Avenue"}}
 
 
