@@ -315,6 +315,13 @@ def parse_types(text: str) -> Node:
     return parser.whole(parser.expression(_type_name, ",|", 0))
 
 
+def type_names(node: Node) -> list[str]:
+    """Every type a type expression names (a subscription matches any of them)."""
+    if isinstance(node, Term):
+        return [node.value]
+    return [name for part in node.parts for name in type_names(part)]
+
+
 def _type_name(parser: _Parser) -> Node:
     name = parser.until(";|,()").strip()
     if not name:

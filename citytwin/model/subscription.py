@@ -9,12 +9,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from citytwin.errors import BadRequestData
 from citytwin.model.context import Context
 from citytwin.model.entity import expand_name
 from citytwin.model.geo import parse_geo_query
-from citytwin.model.query import parse_q, parse_scope_q, parse_types, regex_error
+from citytwin.model.query import parse_q, parse_scope_q, parse_types, regex_error, type_names
 from citytwin.model.validate import check_datetime, check_uri, is_uri
 
 TRIGGERS = frozenset({
@@ -118,9 +119,8 @@ def _entities(value: Any, ctx: Context) -> list[dict[str, Any]]:
     for item in value:
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
             raise BadRequestData("each entities item needs a type")
-        parse_types(item["type"])
-        selector = {"type": [expand_name(t.strip(), ctx, "entity type")
-                             for t in item["type"].replace("|", ",").split(",")]}  # fmt: skip
+        names = type_names(parse_types(item["type"]))
+        selector = {"type": [expand_name(t, ctx, "entity type") for t in names]}
         if item.get("id") is not None:
             selector["id"] = check_uri(item["id"], "entities id")
         if item.get("idPattern") is not None:
@@ -149,6 +149,7 @@ def _triggers(value: Any, ctx: Context) -> list[str]:
 def _q(value: Any, ctx: Context) -> str:
     if not isinstance(value, str):
         raise BadRequestData("q must be a string")
+    value = unquote(value)  # as it would be in a URL (clients write "Eiffel%20Tower")
     parse_q(value)
     return value
 

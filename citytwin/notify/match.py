@@ -79,22 +79,26 @@ def reasons(change: ChangeRecord) -> dict[str, set[str]]:
     assert before is not None and after is not None
     names = change.attrs if change.attrs is not None else set(before["attrs"]) | set(after["attrs"])
     for name in names:
-        old, new = before["attrs"].get(name), after["attrs"].get(name)
-        if old == new:
-            continue
-        kind = (
-            "attributeCreated" if not old else "attributeDeleted" if not new else "attributeUpdated"
-        )
-        out.setdefault(kind, set()).add(name)
+        old, new = before["attrs"].get(name) or [], after["attrs"].get(name) or []
+        for trigger in _instance_triggers(old, new):
+            out.setdefault(trigger, set()).add(name)
     if out or before.get("type") != after.get("type") and change.attrs is None:
         out["entityUpdated"] = {""}
     return out
 
 
-def _attribute_trigger(old: Any, new: Any) -> str:
-    if not old:
-        return "attributeCreated"
-    return "attributeDeleted" if not new else "attributeUpdated"
+def _instance_triggers(old: list[Any], new: list[Any]) -> set[str]:
+    """Per instance (by datasetId): added, removed or changed."""
+    before = {i.get("datasetId"): i for i in old}
+    after = {i.get("datasetId"): i for i in new}
+    out = set()
+    if after.keys() - before.keys():
+        out.add("attributeCreated")
+    if before.keys() - after.keys():
+        out.add("attributeDeleted")
+    if any(before[k] != after[k] for k in before.keys() & after.keys()):
+        out.add("attributeUpdated")
+    return out
 
 
 TRIGGER_ORDER = ("entityCreated", "entityDeleted", "attributeCreated", "attributeUpdated",

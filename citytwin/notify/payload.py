@@ -70,20 +70,28 @@ def shown_entity(
 def _add_deleted(
     shown: Entity, name: str, old: list[Instance], new: list[Instance], at: str
 ) -> None:
+    """Deleted instances show as Null; an attribute deleted whole shows as one Null."""
+    if not new:
+        shown["attrs"][name] = [_null(old[0], at, keep_dataset=False)]
+        return
     kept = {i.get("datasetId") for i in new}
     gone = [_null(i, at) for i in old if i.get("datasetId") not in kept]
     if gone:
         shown["attrs"].setdefault(name, []).extend(gone)
 
 
-def _null(inst: Instance, at: str, entity_deleted: bool = False) -> Instance:
+def _null(
+    inst: Instance, at: str, entity_deleted: bool = False, keep_dataset: bool = True
+) -> Instance:
     member = ATTRIBUTE_TYPES[inst["type"]]
     null: Any = NULL
     if member == "languageMap" and not entity_deleted:
         null = {"@none": NULL}
-    out = {"type": inst["type"], member: null, "deletedAt": at}
-    if "datasetId" in inst:
+    out = {"type": inst["type"], member: null}
+    if keep_dataset and "datasetId" in inst:
         out["datasetId"] = inst["datasetId"]
+    out.update({k: inst[k] for k in ("createdAt", "modifiedAt") if k in inst})
+    out["deletedAt"] = at
     return out
 
 
