@@ -13,7 +13,7 @@ from typing import Any
 from citytwin.model.context import Context
 from citytwin.model.entity import Entity, expand_name
 from citytwin.model.geo import GeoQuery, matches, parse_geo_query
-from citytwin.model.query import Node, expand, parse_q, parse_scope_q
+from citytwin.model.query import All, Any_, Node, Path, Term, expand, parse_q, parse_scope_q
 from citytwin.model.subscription import DEFAULT_TRIGGERS, status
 from citytwin.store.base import ChangeRecord, Query
 
@@ -145,3 +145,16 @@ def _geo_matches(geo: GeoQuery, entity: Entity) -> bool:
         and matches(geo, i["value"])
         for i in instances
     )  # fmt: skip
+
+
+def selection(doc: dict[str, Any]) -> Node | None:
+    """The entities selectors of a subscription as a type/id query node (for timeInterval)."""
+    parts: list[Node] = []
+    for selector in doc.get("entities", []):
+        terms: list[Node] = [Any_(tuple(Term(Path(t), "type", t) for t in selector["type"]))]
+        if "id" in selector:
+            terms.append(Term(Path("id"), "id", selector["id"]))
+        if "idPattern" in selector:
+            terms.append(Term(Path("id"), "idPattern", selector["idPattern"]))
+        parts.append(All(tuple(terms)))
+    return Any_(tuple(parts)) if parts else None

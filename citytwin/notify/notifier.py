@@ -16,9 +16,9 @@ from typing import Any
 from citytwin.contexts import ContextResolver
 from citytwin.model.join import flat_order, links, render_inline
 from citytwin.model.render import View
-from citytwin.model.subscription import STATUS, now
+from citytwin.model.subscription import STATUS, now, status
 from citytwin.notify.deliver import BACKOFF, Deliverer, Delivery, http_request
-from citytwin.notify.match import Compiled, compile_subscription, fired, reasons
+from citytwin.notify.match import Compiled, compile_subscription, fired, reasons, selection
 from citytwin.notify.payload import notification, render_data, shown_entity, view_of
 from citytwin.store.base import ChangeRecord, Query, Store
 
@@ -41,6 +41,7 @@ class Notifier:
         self.status: dict[Key, dict[str, Any]] = {}  # delivery status, newer than the store's
         self.dirty: set[Key] = set()
         self.tasks: list[asyncio.Task[None]] = []
+        self.due: dict[Key, float] = {}  # next send of timeInterval subscriptions (loop time)
 
     async def start(self) -> None:
         saved = await self.store.cursor(CURSOR)
@@ -48,7 +49,11 @@ class Notifier:
         await self.reload()
         loop = asyncio.get_running_loop()
         self.store.watch(lambda: loop.call_soon_threadsafe(self.wake.set))
-        self.tasks = [asyncio.create_task(self._run()), asyncio.create_task(self._flush_loop())]
+        self.tasks = [
+            asyncio.create_task(self._run()),
+            asyncio.create_task(self._flush_loop()),
+            asyncio.create_task(self._periodic_loop()),
+        ]
         self.wake.set()
 
     async def stop(self) -> None:
@@ -102,6 +107,8 @@ class Notifier:
             return
         at = now()
         for (tenant, _), sub in list(self.subs.items()):
+            if "timeInterval" in sub.doc:
+                continue  # periodic subscriptions notify on their clock, not on changes
             reason = fired(sub, change, why, at) if tenant == change.tenant else None
             if reason is None:
                 continue
@@ -124,17 +131,45 @@ class Notifier:
         shown = shown_entity(sub, before, change.after, reason, change.at)
         view = view_of(sub)
         data = await self._data(sub, shown, before, view)
+        self._deliver(sub, data, reason, change.seq)
+
+    def _deliver(self, sub: Compiled, data: list[dict[str, Any]], reason: str, seq: int) -> None:
         params = sub.doc["notification"]
         context = sub.doc.get("_context")
         if params["endpoint"].get("accept") == "application/ld+json":
             data = [{**item, "@context": context} for item in data]
-        payload = notification(sub, data, reason)
-        body, headers = http_request(payload, params, context, sub.tenant)
-        self.pending[change.seq] = self.pending.get(change.seq, 0) + 1
-        self._current(sub)["lastNotification"] = at
-        self.dirty.add((sub.tenant, sub.id))
+        body, headers = http_request(notification(sub, data, reason), params, context, sub.tenant)
+        if seq:
+            self.pending[seq] = self.pending.get(seq, 0) + 1
         key = (sub.tenant, sub.id)
-        self.deliverer.submit(Delivery(params["endpoint"]["uri"], body, headers, change.seq, key))
+        self._current(sub)["lastNotification"] = now()
+        self.dirty.add(key)
+        self.deliverer.submit(Delivery(params["endpoint"]["uri"], body, headers, seq, key))
+
+    async def _periodic_loop(self) -> None:
+        """5.8.6: a timeInterval subscription sends every matching entity, every interval."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.25)
+            for key, sub in list(self.subs.items()):
+                interval = sub.doc.get("timeInterval")
+                if not interval or status(sub.doc) != "active":
+                    self.due.pop(key, None)
+                    continue
+                due = self.due.setdefault(key, loop.time() + interval)
+                if loop.time() >= due:
+                    self.due[key] = loop.time() + interval
+                    with contextlib.suppress(Exception):
+                        await self._send_all(sub)
+
+    async def _send_all(self, sub: Compiled) -> None:
+        query = Query(types=selection(sub.doc), q=sub.q, scope_q=sub.scope_q, geo=sub.geo)
+        entities = (await self.store.query(sub.tenant, query)).entities
+        if not entities:
+            return
+        view = view_of(sub)
+        data = [render_data(sub, e, None, view) for e in entities]
+        self._deliver(sub, data, "timeInterval", seq=0)
 
     async def _data(
         self, sub: Compiled, shown: dict[str, Any], before: Any, view: View
@@ -176,7 +211,7 @@ class Notifier:
             status[counter] = status.get(counter, 0) + 1
             status[stamp] = now()
             self.dirty.add(delivery.key)
-        if ok or delivery.attempts > len(BACKOFF):
+        if delivery.seq and (ok or delivery.attempts > len(BACKOFF)):
             left = self.pending.get(delivery.seq, 0) - 1
             if left > 0:
                 self.pending[delivery.seq] = left
