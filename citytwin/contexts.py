@@ -91,25 +91,29 @@ class ContextResolver:
 
     # -- resolution --------------------------------------------------------------------------------
 
-    async def resolve(self, value: Any) -> Context:
-        """Process an @context value; None means the core context alone."""
+    async def resolve(self, value: Any, hit: bool = True) -> Context:
+        """Process an @context value; None means the core context alone.
+
+        hit=False for the broker's own use (rebuilding subscriptions), which is not a use by a
+        client and so does not count in numberOfHits.
+        """
         if value is None:
             return self.core
         key = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-        hit = self._processed.get(key)
-        if hit is None:
+        processed = self._processed.get(key)
+        if processed is None:
             urls: list[str] = []
             documents = await self._collect(value, 0, urls)
             documents.append(self.core_document["@context"])
-            hit = _Processed(build_context(value, documents), urls)
+            processed = _Processed(build_context(value, documents), urls)
             if len(self._processed) > 10_000:
                 self._processed.clear()
-            self._processed[key] = hit
-        for url in hit.urls:
+            self._processed[key] = processed
+        for url in processed.urls if hit else ():
             entry = self._entries.get(url)
             if entry is not None:
                 entry.hit()
-        return hit.context
+        return processed.context
 
     async def _collect(self, value: Any, depth: int, urls: list[str]) -> list[dict[str, Any]]:
         if depth > MAX_DEPTH:

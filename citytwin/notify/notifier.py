@@ -78,7 +78,7 @@ class Notifier:
 
     async def _context(self, doc: dict[str, Any]) -> Any:
         try:
-            return await self.contexts.resolve(doc.get("_context"))
+            return await self.contexts.resolve(doc.get("_context"), hit=False)
         except Exception:  # an unreachable context must not stop all notifications
             return self.contexts.core
 
