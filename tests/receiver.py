@@ -33,7 +33,7 @@ class Received:
 
 
 @contextmanager
-def receiver(path: str = "/notify") -> Iterator[Received]:
+def receiver(path: str = "/notify", port: int = 0) -> Iterator[Received]:
     holder: dict[str, Received] = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -51,7 +51,7 @@ def receiver(path: str = "/notify") -> Iterator[Received]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
     holder["r"] = Received(f"http://127.0.0.1:{server.server_port}{path}")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -45,7 +45,10 @@ class Notifier:
 
     async def start(self) -> None:
         saved = await self.store.cursor(CURSOR)
-        self.seq = self.saved = saved if saved is not None else await self.store.last_change()
+        if saved is None:  # first start: from now on, and remember it at once
+            saved = await self.store.last_change()
+            await self.store.set_cursor(CURSOR, saved)
+        self.seq = self.saved = saved
         await self.reload()
         loop = asyncio.get_running_loop()
         self.store.watch(lambda: loop.call_soon_threadsafe(self.wake.set))

@@ -132,3 +132,79 @@ async def test_invalid_subscriptions_are_not_stored(
     assert got.status_code == 400
     assert got.json()["type"].endswith("BadRequestData")
     assert (await client.get("/subscriptions/urn:ngsi-ld:Subscription:aq")).status_code == 404
+
+
+async def test_attribute_deletion_shows_null(client: httpx.AsyncClient, sink: Received) -> None:
+    sub = subscription(
+        sink.url,
+        notificationTrigger=["attributeDeleted"],
+        notification={"endpoint": {"uri": sink.url}, "showChanges": True},
+    )
+    await client.post("/subscriptions", json=sub)
+    await client.post("/entities", json={**sensor(12), "name": "kiosk"})
+    await client.delete(f"/entities/{SENSOR}/attrs/pm25")
+    (body,) = await received(sink, 1)
+    data = body["data"][0]
+    assert data["pm25"] == {"type": "Property", "value": "urn:ngsi-ld:null", "previousValue": 12}
+    assert data["name"] == {"type": "Property", "value": "kiosk"}
+
+
+async def test_one_dataset_instance_deleted(client: httpx.AsyncClient, sink: Received) -> None:
+    await client.post("/subscriptions", json=subscription(sink.url, notificationTrigger=[
+        "attributeDeleted"]))  # fmt: skip
+    raw = "urn:ngsi-ld:Dataset:raw"
+    pm25 = [{"type": "Property", "value": 1}, {"type": "Property", "value": 2, "datasetId": raw}]
+    await client.post("/entities", json={**sensor(), "pm25": pm25})
+    await client.delete(f"/entities/{SENSOR}/attrs/pm25?datasetId={raw}")
+    (body,) = await received(sink, 1)
+    assert body["data"][0]["pm25"] == [
+        {"type": "Property", "value": 1},
+        {"type": "Property", "value": "urn:ngsi-ld:null", "datasetId": raw},
+    ]
+
+
+async def test_time_interval_sends_all_matching(client: httpx.AsyncClient, sink: Received) -> None:
+    await client.post("/entities", json=sensor(7))
+    other = {**sensor(9), "id": "urn:ngsi-ld:AirQualitySensor:2"}
+    await client.post("/entities", json=other)
+    await client.post("/subscriptions", json=subscription(sink.url, timeInterval=1))
+    await asyncio.sleep(0.5)
+    assert sink.bodies() == []  # the first one comes one interval after creation
+    bodies = await received(sink, 2)
+    ids = sorted(e["id"] for e in bodies[0]["data"])
+    assert ids == [SENSOR, "urn:ngsi-ld:AirQualitySensor:2"]
+    assert bodies[1]["triggerReason"] == "timeInterval"
+
+
+async def test_ld_json_endpoint_puts_context_in_each_entity(
+    client: httpx.AsyncClient, sink: Received
+) -> None:
+    endpoint = {"uri": sink.url, "accept": "application/ld+json"}
+    await client.post(
+        "/subscriptions", json=subscription(sink.url, notification={"endpoint": endpoint})
+    )
+    await client.post("/entities", json=sensor())
+    (body,) = await received(sink, 1)
+    headers = sink.items[0][0]
+    assert "Link" not in headers and headers["Content-Type"] == "application/ld+json"
+    assert "@context" in body["data"][0] and "@context" not in body
+
+
+async def test_subscription_echoes_what_was_given(client: httpx.AsyncClient) -> None:
+    await client.post("/subscriptions", json=subscription("http://127.0.0.1:9/x"))
+    got = (await client.get("/subscriptions/urn:ngsi-ld:Subscription:aq")).json()
+    assert got == {
+        "id": "urn:ngsi-ld:Subscription:aq",
+        "type": "Subscription",
+        "entities": [{"type": "AirQualitySensor"}],
+        "notification": {"endpoint": {"uri": "http://127.0.0.1:9/x"}},
+        "notificationTrigger": ["attributeCreated", "attributeUpdated"],
+        "status": "active",
+    }
+    await client.patch("/subscriptions/urn:ngsi-ld:Subscription:aq", json={"isActive": False})
+    paused = (await client.get("/subscriptions/urn:ngsi-ld:Subscription:aq")).json()
+    assert paused["status"] == "paused" and paused["isActive"] is False
+    listed = (await client.get("/subscriptions")).json()
+    assert [s["id"] for s in listed] == ["urn:ngsi-ld:Subscription:aq"]
+    assert (await client.delete("/subscriptions/urn:ngsi-ld:Subscription:aq")).status_code == 204
+    assert (await client.get("/subscriptions/urn:ngsi-ld:Subscription:aq")).status_code == 404
