@@ -18,6 +18,7 @@ from citytwin.broker import Broker
 from citytwin.contexts import ContextResolver
 from citytwin.errors import InternalError, NgsiError, ResourceNotFound
 from citytwin.notify.notifier import Notifier
+from citytwin.notify.stream import Feed
 from citytwin.settings import Settings
 from citytwin.store import open_store
 
@@ -59,11 +60,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await store.open()
         resolver = ContextResolver(settings.base_url, settings.context_timeout)
         broker = Broker(store)
-        notifier = Notifier(store, resolver)
+        feed = Feed()
+        notifier = Notifier(store, resolver, feed)
         await notifier.start()
         broker.subscriptions_changed = notifier.reload
         broker.delivery_status = notifier.delivery_status
-        app.state.citytwin = AppState(broker, resolver, settings)
+        app.state.citytwin = AppState(broker, resolver, settings, feed)
         try:
             yield
         finally:

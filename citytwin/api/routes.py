@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from citytwin.api import batch, contexts, discovery, entities, query, subscriptions
+from citytwin.api import batch, contexts, discovery, entities, query, stream, subscriptions
 from citytwin.errors import MethodNotAllowed
 
 BASE = "/ngsi-ld/v1"
@@ -96,6 +96,7 @@ def routes() -> list[BaseRoute]:
         *_collection("/attributes", {"GET": discovery.attributes}),
         _route("/attributes/{attr:path}", {"GET": discovery.attribute}),
     ]
+    table.append(Route("/citytwin/v1/stream", stream.stream, methods=["GET"]))
     for op in batch.OPERATIONS:
         table += _collection(f"/entityOperations/{op}", {"POST": _batch(op)})
     table += _collection("/entityOperations/query", {"POST": query.post_query})

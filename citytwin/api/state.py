@@ -12,6 +12,7 @@ from citytwin.broker import Broker
 from citytwin.contexts import ContextResolver
 from citytwin.errors import InvalidRequest
 from citytwin.model.context import Context
+from citytwin.notify.stream import Feed
 from citytwin.settings import Settings
 
 
@@ -20,6 +21,7 @@ class AppState:
     broker: Broker
     contexts: ContextResolver
     settings: Settings
+    feed: Feed
 
 
 def state(request: Request) -> AppState:

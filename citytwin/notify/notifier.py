@@ -20,18 +20,22 @@ from citytwin.model.subscription import STATUS, now, status
 from citytwin.notify.deliver import BACKOFF, Deliverer, Delivery, http_request
 from citytwin.notify.match import Compiled, compile_subscription, fired, reasons, selection
 from citytwin.notify.payload import notification, render_data, shown_entity, view_of
+from citytwin.notify.stream import Feed
 from citytwin.store.base import ChangeRecord, Query, Store
 
 log = logging.getLogger("citytwin.notify")
 CURSOR = "notifier"
 STATUS_FLUSH = 0.5  # seconds between writes of subscription status fields
+KEEP_CHANGES = 100_000  # the change log keeps this many delivered changes, for stream resumes
+PRUNE_EVERY = 120  # flushes between prunes (about a minute)
 Key = tuple[str, str]
 
 
 class Notifier:
-    def __init__(self, store: Store, contexts: ContextResolver) -> None:
+    def __init__(self, store: Store, contexts: ContextResolver, feed: Feed | None = None) -> None:
         self.store = store
         self.contexts = contexts
+        self.feed = feed or Feed()
         self.subs: dict[Key, Compiled] = {}
         self.deliverer = Deliverer(self._report)
         self.wake = asyncio.Event()
@@ -51,7 +55,7 @@ class Notifier:
         self.seq = self.saved = saved
         await self.reload()
         loop = asyncio.get_running_loop()
-        self.store.watch(lambda: loop.call_soon_threadsafe(self.wake.set))
+        self.store.watch(lambda: loop.call_soon_threadsafe(self._committed))
         self.tasks = [
             asyncio.create_task(self._run()),
             asyncio.create_task(self._flush_loop()),
@@ -74,6 +78,10 @@ class Notifier:
             subs[(tenant, doc["id"])] = compile_subscription(tenant, doc, ctx)
         self.subs = subs
         self.status = {k: v for k, v in self.status.items() if k in subs}
+
+    def _committed(self) -> None:
+        self.wake.set()
+        self.feed.notify()
 
     def delivery_status(self, tenant: str, sub_id: str) -> dict[str, Any]:
         """Status fields of deliveries not yet written to the store."""
@@ -222,10 +230,14 @@ class Notifier:
                 self.pending.pop(delivery.seq, None)
 
     async def _flush_loop(self) -> None:
+        rounds = 0
         while True:
             await asyncio.sleep(STATUS_FLUSH)
+            rounds += 1
             with contextlib.suppress(Exception):
                 await self._flush()
+                if rounds % PRUNE_EVERY == 0:
+                    await self.store.prune_changes(min(self.saved, self.seq - KEEP_CHANGES))
 
     async def _flush(self) -> None:
         """Persist status fields and the cursor (below any change still being delivered)."""
