@@ -15,6 +15,9 @@ from typing import Any
 import httpx
 import orjson
 
+from citytwin.model.context import link_header
+from citytwin.notify.mqtt import MqttLink
+
 log = logging.getLogger("citytwin.notify")
 BACKOFF = (0.2, 1.0, 3.0)  # seconds before the 2nd, 3rd and 4th attempt
 
@@ -24,10 +27,11 @@ class Delivery:
     """One notification for one endpoint, and the change it came from."""
 
     uri: str
-    body: bytes
+    payload: dict[str, Any]
     headers: dict[str, str]
     seq: int
     key: tuple[str, str]  # (tenant, subscription id)
+    notifier_info: dict[str, str] = field(default_factory=dict)
     attempts: int = field(default=0)
 
 
@@ -41,6 +45,7 @@ class Deliverer:
         self.queues: dict[str, asyncio.Queue[Delivery]] = {}
         self.workers: dict[str, asyncio.Task[None]] = {}
         self.client: httpx.AsyncClient | None = None
+        self.mqtt: dict[str, MqttLink] = {}
 
     def submit(self, delivery: Delivery) -> None:
         queue = self.queues.get(delivery.uri)
@@ -55,6 +60,8 @@ class Deliverer:
         await asyncio.gather(*self.workers.values(), return_exceptions=True)
         if self.client is not None:
             await self.client.aclose()
+        for link in self.mqtt.values():
+            await link.close()
 
     async def _work(self, queue: asyncio.Queue[Delivery]) -> None:
         while True:
@@ -77,12 +84,15 @@ class Deliverer:
 
     async def _send(self, delivery: Delivery) -> tuple[bool, str]:
         if delivery.uri.startswith(("mqtt://", "mqtts://")):
-            return False, "MQTT endpoints are not supported yet"
+            link = self.mqtt.get(delivery.uri)
+            if link is None:
+                link = self.mqtt[delivery.uri] = MqttLink(delivery.uri, delivery.notifier_info)
+            return await link.publish(delivery.payload, delivery.headers)
         if self.client is None:
             self.client = httpx.AsyncClient(timeout=self.timeout)
         try:
             response = await self.client.post(
-                delivery.uri, content=delivery.body, headers=delivery.headers
+                delivery.uri, content=orjson.dumps(delivery.payload), headers=delivery.headers
             )
         except httpx.HTTPError as exc:
             return False, f"{type(exc).__name__}: {exc}"
@@ -91,21 +101,16 @@ class Deliverer:
         return True, ""
 
 
-def http_request(payload: dict[str, Any], params: dict[str, Any], context: Any, tenant: str
-                 ) -> tuple[bytes, dict[str, str]]:  # fmt: skip
-    """Body and headers of a notification POST (5.8.6, 6.3.6): @context in a Link or the body."""
+def headers_for(params: dict[str, Any], context: Any, tenant: str) -> dict[str, str]:
+    """Headers of a notification (5.8.6, 6.3.6): receiverInfo, media type, @context Link."""
     endpoint = params["endpoint"]
     headers = {info["key"]: info["value"] for info in endpoint.get("receiverInfo", [])}
     if endpoint.get("accept") == "application/ld+json":  # each entity carries the @context
         headers["Content-Type"] = "application/ld+json"
     else:
         headers["Content-Type"] = "application/json"
-        url = context if isinstance(context, str) else None
-        if url is not None:
-            link = (
-                f'<{url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
-            )
-            headers["Link"] = link
+        if isinstance(context, str):
+            headers["Link"] = link_header(context)
     if tenant:
         headers["NGSILD-Tenant"] = tenant
-    return orjson.dumps(payload), headers
+    return headers

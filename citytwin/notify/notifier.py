@@ -17,7 +17,7 @@ from citytwin.contexts import ContextResolver
 from citytwin.model.join import flat_order, links, render_inline
 from citytwin.model.render import View
 from citytwin.model.subscription import STATUS, now, status
-from citytwin.notify.deliver import BACKOFF, Deliverer, Delivery, http_request
+from citytwin.notify.deliver import BACKOFF, Deliverer, Delivery, headers_for
 from citytwin.notify.match import Compiled, compile_subscription, fired, reasons, selection
 from citytwin.notify.payload import notification, render_data, shown_entity, view_of
 from citytwin.notify.stream import Feed
@@ -149,13 +149,16 @@ class Notifier:
         context = sub.doc.get("_context")
         if params["endpoint"].get("accept") == "application/ld+json":
             data = [{**item, "@context": context} for item in data]
-        body, headers = http_request(notification(sub, data, reason), params, context, sub.tenant)
+        headers = headers_for(params, context, sub.tenant)
         if seq:
             self.pending[seq] = self.pending.get(seq, 0) + 1
         key = (sub.tenant, sub.id)
         self._current(sub)["lastNotification"] = now()
         self.dirty.add(key)
-        self.deliverer.submit(Delivery(params["endpoint"]["uri"], body, headers, seq, key))
+        endpoint = params["endpoint"]
+        info = {i["key"]: i["value"] for i in endpoint.get("notifierInfo", [])}
+        payload = notification(sub, data, reason)
+        self.deliverer.submit(Delivery(endpoint["uri"], payload, headers, seq, key, info))
 
     async def _periodic_loop(self) -> None:
         """5.8.6: a timeInterval subscription sends every matching entity, every interval."""
