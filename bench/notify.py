@@ -55,8 +55,9 @@ async def load(url: str, count: int, rate: int, seconds: int) -> tuple[int, floa
     done = 0
     start = time.perf_counter()
     total = rate * seconds
-    async with httpx.AsyncClient(base_url=url, timeout=30,
-                                 limits=httpx.Limits(max_connections=64)) as client:  # fmt: skip
+    timeout = httpx.Timeout(30, pool=None)  # a backlog waits for a connection, it is not an error
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
 
         async def one(n: int) -> None:
             nonlocal done

@@ -20,6 +20,7 @@ from citytwin.notify.mqtt import MqttLink
 
 log = logging.getLogger("citytwin.notify")
 BACKOFF = (0.2, 1.0, 3.0)  # seconds before the 2nd, 3rd and 4th attempt
+WORKERS = 4  # concurrent deliveries per endpoint
 
 
 @dataclass
@@ -51,7 +52,9 @@ class Deliverer:
         queue = self.queues.get(delivery.uri)
         if queue is None:
             queue = self.queues[delivery.uri] = asyncio.Queue()
-            self.workers[delivery.uri] = asyncio.create_task(self._work(queue))
+            for n in range(WORKERS):
+                worker = asyncio.create_task(self._work(queue))
+                self.workers[f"{delivery.uri}#{n}"] = worker
         queue.put_nowait(delivery)
 
     async def close(self) -> None:

@@ -6,6 +6,7 @@ mqtt3.1.1 or mqtt5.0). The message is {"metadata": headers, "body": notification
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ class MqttLink:
         v5 = info.get("MQTT-Version") == "mqtt5.0"
         self.protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
         self.client: aiomqtt.Client | None = None
+        self.lock = asyncio.Lock()  # several delivery workers share one link
 
     async def publish(self, payload: dict[str, Any], headers: dict[str, str]) -> tuple[bool, str]:
         message = orjson.dumps({"metadata": headers, "body": payload})
@@ -59,6 +61,10 @@ class MqttLink:
         return True, ""
 
     async def _connected(self) -> aiomqtt.Client:
+        async with self.lock:
+            return await self._connect()
+
+    async def _connect(self) -> aiomqtt.Client:
         if self.client is None:
             target = self.target
             client = aiomqtt.Client(

@@ -37,6 +37,8 @@ class Notifier:
         self.contexts = contexts
         self.feed = feed or Feed()
         self.subs: dict[Key, Compiled] = {}
+        self.by_type: dict[tuple[str, str], list[Compiled]] = {}  # (tenant, type IRI) -> subs
+        self.untyped: dict[str, list[Compiled]] = {}  # tenant -> subs without entities
         self.deliverer = Deliverer(self._report)
         self.wake = asyncio.Event()
         self.seq = 0
@@ -77,6 +79,12 @@ class Notifier:
             ctx = await self._context(doc)
             subs[(tenant, doc["id"])] = compile_subscription(tenant, doc, ctx)
         self.subs = subs
+        self.by_type, self.untyped = {}, {}
+        for (tenant, _), sub in subs.items():
+            if not sub.types:
+                self.untyped.setdefault(tenant, []).append(sub)
+            for kind in sub.types:
+                self.by_type.setdefault((tenant, kind), []).append(sub)
         self.status = {k: v for k, v in self.status.items() if k in subs}
 
     def _committed(self) -> None:
@@ -117,17 +125,27 @@ class Notifier:
         if not why:
             return
         at = now()
-        for (tenant, _), sub in list(self.subs.items()):
+        entity = change.after or change.before
+        assert entity is not None
+        for sub in self._candidates(change.tenant, entity):
             if "timeInterval" in sub.doc:
                 continue  # periodic subscriptions notify on their clock, not on changes
-            reason = fired(sub, change, why, at) if tenant == change.tenant else None
+            reason = fired(sub, change, why, at)
             if reason is None:
                 continue
-            entity = change.after or change.before
-            if not self.store.entity_matches(tenant, entity, sub.query()):  # type: ignore[arg-type]
+            if sub.query() != Query() and not self.store.entity_matches(
+                change.tenant, entity, sub.query()
+            ):
                 continue
             if not self._throttled(sub, at):
                 await self._send(sub, change, reason, at)
+
+    def _candidates(self, tenant: str, entity: dict[str, Any]) -> list[Compiled]:
+        """The subscriptions a change of this entity may concern, found by its types."""
+        found = {
+            id(s): s for t in entity.get("type", []) for s in self.by_type.get((tenant, t), [])
+        }
+        return [*found.values(), *self.untyped.get(tenant, [])]
 
     def _throttled(self, sub: Compiled, at: str) -> bool:
         throttling = sub.doc.get("throttling")
