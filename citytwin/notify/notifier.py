@@ -38,6 +38,7 @@ class Notifier:
         self.feed = feed or Feed()
         self.subs: dict[Key, Compiled] = {}
         self.by_type: dict[tuple[str, str], list[Compiled]] = {}  # (tenant, type IRI) -> subs
+        self.by_id: dict[tuple[str, str], list[Compiled]] = {}  # (tenant, entity id) -> subs
         self.untyped: dict[str, list[Compiled]] = {}  # tenant -> subs without entities
         self.deliverer = Deliverer(self._report)
         self.wake = asyncio.Event()
@@ -79,12 +80,9 @@ class Notifier:
             ctx = await self._context(doc)
             subs[(tenant, doc["id"])] = compile_subscription(tenant, doc, ctx)
         self.subs = subs
-        self.by_type, self.untyped = {}, {}
+        self.by_type, self.by_id, self.untyped = {}, {}, {}
         for (tenant, _), sub in subs.items():
-            if not sub.types:
-                self.untyped.setdefault(tenant, []).append(sub)
-            for kind in sub.types:
-                self.by_type.setdefault((tenant, kind), []).append(sub)
+            self._index(tenant, sub)
         self.status = {k: v for k, v in self.status.items() if k in subs}
 
     def _committed(self) -> None:
@@ -140,12 +138,25 @@ class Notifier:
             if not self._throttled(sub, at):
                 await self._send(sub, change, reason, at)
 
+    def _index(self, tenant: str, sub: Compiled) -> None:
+        """Subscriptions are found by the entity id they name, else by the types they name."""
+        selectors = sub.doc.get("entities") or []
+        if not selectors:
+            self.untyped.setdefault(tenant, []).append(sub)
+        for selector in selectors:
+            if "id" in selector:
+                self.by_id.setdefault((tenant, selector["id"]), []).append(sub)
+            else:
+                for kind in selector["type"]:
+                    self.by_type.setdefault((tenant, kind), []).append(sub)
+
     def _candidates(self, tenant: str, entity: dict[str, Any]) -> list[Compiled]:
-        """The subscriptions a change of this entity may concern, found by its types."""
-        found = {
-            id(s): s for t in entity.get("type", []) for s in self.by_type.get((tenant, t), [])
-        }
-        return [*found.values(), *self.untyped.get(tenant, [])]
+        """The subscriptions a change of this entity may concern."""
+        found = {id(s): s for s in self.by_id.get((tenant, entity["id"]), [])}
+        for kind in entity.get("type", []):
+            found.update((id(s), s) for s in self.by_type.get((tenant, kind), []))
+        found.update((id(s), s) for s in self.untyped.get(tenant, []))
+        return list(found.values())
 
     def _throttled(self, sub: Compiled, at: str) -> bool:
         throttling = sub.doc.get("throttling")
