@@ -272,16 +272,16 @@ class Notifier:
                     await self.store.prune_changes(min(self.saved, self.seq - KEEP_CHANGES))
 
     async def _flush(self) -> None:
-        """Persist status fields and the cursor (below any change still being delivered)."""
+        """Persist status fields (one write for all) and the cursor (below any change still
+        being delivered)."""
         dirty, self.dirty = self.dirty, set()
-        for key in dirty:
-            doc = await self.store.get_subscription(*key)
-            if doc is None or key not in self.status:
-                continue
-            doc["notification"].update(self.status[key])
-            await self.store.put_subscription(key[0], key[1], doc, create=False)
-            if key in self.subs:
-                self.subs[key].doc = doc
+        items = [(t, i, self.status[(t, i)]) for t, i in dirty if (t, i) in self.status]
+        if items:
+            await self.store.save_status(items)
+            for tenant, sub_id, status in items:
+                sub = self.subs.get((tenant, sub_id))
+                if sub is not None:
+                    sub.doc["notification"].update(status)
         safe = min(self.pending, default=self.seq + 1) - 1
         if safe > self.saved:
             await self.store.set_cursor(CURSOR, safe)

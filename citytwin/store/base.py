@@ -155,6 +155,10 @@ class Store(Protocol):
         """Store a subscription; False when `create` and it exists, or not `create` and not."""
         ...
 
+    async def save_status(self, items: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Merge (tenant, id, delivery status fields) into stored subscriptions, in one write."""
+        ...
+
     async def get_subscription(self, tenant: str, sub_id: str) -> dict[str, Any] | None: ...
 
     async def subscriptions(self, tenant: str | None = None) -> list[tuple[str, dict[str, Any]]]:

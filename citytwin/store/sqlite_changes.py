@@ -132,6 +132,18 @@ class LogMixin:
 
         return await self._write(job)
 
+    async def save_status(self, items: list[tuple[str, str, dict[str, Any]]]) -> None:
+        rows = [
+            (orjson.dumps({"notification": status}).decode(), tenant, sub_id)
+            for tenant, sub_id, status in items
+        ]
+        await self._write(
+            lambda conn: conn.executemany(
+                "UPDATE subscriptions SET doc = json_patch(doc, ?) WHERE tenant = ? AND id = ?",
+                rows,
+            )
+        )
+
     async def get_subscription(self, tenant: str, sub_id: str) -> dict[str, Any] | None:
         row = self.reader.execute(
             "SELECT doc FROM subscriptions WHERE tenant = ? AND id = ?", (tenant, sub_id)
