@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from citytwin.model.context import link_header
@@ -20,7 +20,7 @@ from citytwin.notify.mqtt import MqttLink
 
 log = logging.getLogger("citytwin.notify")
 BACKOFF = (0.2, 1.0, 3.0)  # seconds before the 2nd, 3rd and 4th attempt
-WORKERS = 4  # concurrent deliveries per endpoint
+WORKERS = 1  # per endpoint: more would let a later notification overtake an earlier one
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Deliverer:
         self.timeout = timeout
         self.queues: dict[str, asyncio.Queue[Delivery]] = {}
         self.workers: dict[str, asyncio.Task[None]] = {}
-        self.client: httpx.AsyncClient | None = None
+        self.client: aiohttp.ClientSession | None = None
         self.mqtt: dict[str, MqttLink] = {}
 
     def submit(self, delivery: Delivery) -> None:
@@ -62,7 +62,7 @@ class Deliverer:
             task.cancel()
         await asyncio.gather(*self.workers.values(), return_exceptions=True)
         if self.client is not None:
-            await self.client.aclose()
+            await self.client.close()
         for link in self.mqtt.values():
             await link.close()
 
@@ -91,16 +91,17 @@ class Deliverer:
             if link is None:
                 link = self.mqtt[delivery.uri] = MqttLink(delivery.uri, delivery.notifier_info)
             return await link.publish(delivery.payload, delivery.headers)
-        if self.client is None:
-            self.client = httpx.AsyncClient(timeout=self.timeout)
+        if self.client is None:  # aiohttp: a fraction of httpx's cost per request (profiled)
+            self.client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        body = orjson.dumps(delivery.payload)
         try:
-            response = await self.client.post(
-                delivery.uri, content=orjson.dumps(delivery.payload), headers=delivery.headers
-            )
-        except httpx.HTTPError as exc:
+            async with self.client.post(delivery.uri, data=body, headers=delivery.headers) as got:
+                await got.read()
+                status = got.status
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             return False, f"{type(exc).__name__}: {exc}"
-        if response.status_code >= 300:
-            return False, f"HTTP {response.status_code}"
+        if status >= 300:
+            return False, f"HTTP {status}"
         return True, ""
 
 
