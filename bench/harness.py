@@ -92,6 +92,7 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
 
 
 def wrk(url: str, lua: str, connections: int, seconds: int) -> Load:
@@ -112,6 +113,7 @@ def wrk(url: str, lua: str, connections: int, seconds: int) -> Load:
         p50_ms=_latency(out, "50%"),
         p99_ms=_latency(out, "99%"),
         errors=_errors(out),
+        requests=int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
     )
 
 
