@@ -208,3 +208,17 @@ async def test_subscription_echoes_what_was_given(client: httpx.AsyncClient) -> 
     assert [s["id"] for s in listed] == ["urn:ngsi-ld:Subscription:aq"]
     assert (await client.delete("/subscriptions/urn:ngsi-ld:Subscription:aq")).status_code == 204
     assert (await client.get("/subscriptions/urn:ngsi-ld:Subscription:aq")).status_code == 404
+
+
+async def test_a_slow_endpoint_does_not_delay_others(client: httpx.AsyncClient) -> None:
+    with receiver() as slow, receiver() as fast:
+        slow.delay = 2.0
+        for name, sink in (("slow", slow), ("fast", fast)):
+            sub = subscription(sink.url, id=f"urn:ngsi-ld:Subscription:{name}")
+            assert (await client.post("/subscriptions", json=sub)).status_code == 201
+        await client.post("/entities", json=sensor())
+        await client.patch(f"/entities/{SENSOR}/attrs/pm25", json={"value": 41})
+        bodies = await asyncio.to_thread(fast.wait, 2, 5.0)
+        assert len(bodies) == 2
+        # the slow endpoint holds each notification 2 s: it cannot have both yet
+        assert len(slow.bodies()) < 2
