@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from citytwin.app import create_app
 from citytwin.settings import Settings
+from tests.strategies import mutated
 
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 EXAMPLES = settings(
@@ -137,31 +138,12 @@ TRICKY = list('=!<>~;|()[]{}.,"\\:/#+*?^$ -0123456789eE\tab\x00é金') + [
 ]  # fmt: skip
 
 
-@st.composite
-def mutated(draw: st.DrawFn, seeds: list[str]) -> str:
-    """A valid string with a few random edits: insertions, deletions, replacements, repeats."""
-    text = draw(st.sampled_from(seeds))
-    for _ in range(draw(st.integers(0, 4))):
-        i = draw(st.integers(0, len(text)))
-        kind = draw(st.sampled_from(["insert", "delete", "replace", "repeat"]))
-        if kind == "insert":
-            text = text[:i] + draw(st.sampled_from(TRICKY)) + text[i:]
-        elif kind == "delete":
-            text = text[:i] + text[i + 1 :]
-        elif kind == "replace":
-            text = text[:i] + draw(st.sampled_from(TRICKY)) + text[i + 1 :]
-        else:
-            j = draw(st.integers(i, len(text)))
-            text = text[:j] + text[i:j] * draw(st.integers(1, 3)) + text[j:]
-    return text
-
-
 def noise(seeds: list[str]) -> st.SearchStrategy[str]:
     return st.one_of(
         st.text(max_size=30),
         st.lists(st.sampled_from(TRICKY), min_size=1, max_size=20).map("".join),
-        mutated(seeds),
-        mutated(seeds),
+        mutated(seeds, TRICKY, 0),
+        mutated(seeds, TRICKY, 0),
     )
 
 

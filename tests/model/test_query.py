@@ -28,6 +28,7 @@ from citytwin.model.query import (
     parse_types,
     scope_regex,
 )
+from tests.strategies import mutated
 
 FUZZ = settings(
     max_examples=300,
@@ -645,30 +646,11 @@ ORDER_SEEDS = ["name;desc", "type;asc,name.subProperty;desc,name;asc", "address[
 PICK_SEEDS = ["id,name", "id,locatedAt{id,name,isInCountry{id,description}}", "a{b},c{d}"]
 
 
-@st.composite
-def mutated(draw: st.DrawFn, seeds: list[str]) -> str:
-    """A valid query with a few random edits: insertions, deletions, replacements, repeats."""
-    text = draw(st.sampled_from(seeds))
-    for _ in range(draw(st.integers(1, 4))):
-        i = draw(st.integers(0, len(text)))
-        kind = draw(st.sampled_from(["insert", "delete", "replace", "repeat"]))
-        if kind == "insert":
-            text = text[:i] + draw(st.sampled_from(TRICKY)) + text[i:]
-        elif kind == "delete":
-            text = text[:i] + text[i + 1 :]
-        elif kind == "replace":
-            text = text[:i] + draw(st.sampled_from(TRICKY)) + text[i + 1 :]
-        else:
-            j = draw(st.integers(i, len(text)))
-            text = text[:j] + text[i:j] * draw(st.integers(1, 3)) + text[j:]
-    return text
-
-
 def noise(seeds: list[str]) -> st.SearchStrategy[str]:
     return st.one_of(
         st.text(max_size=40),
         st.lists(st.sampled_from(TRICKY), max_size=30).map("".join),
-        mutated(seeds),
+        mutated(seeds, TRICKY, 1),
     )
 
 
