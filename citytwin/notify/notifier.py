@@ -28,6 +28,8 @@ CURSOR = "notifier"
 STATUS_FLUSH = 0.5  # seconds between writes of subscription status fields
 KEEP_CHANGES = 100_000  # the change log keeps this many delivered changes, for stream resumes
 PRUNE_EVERY = 120  # flushes between prunes (about a minute)
+LEASE_RETRY = 2.0  # seconds between attempts to take over the notifier lease
+RELOAD_EVERY = 4  # flushes between reads of every subscription (other workers may add some)
 Key = tuple[str, str]
 
 
@@ -51,15 +53,28 @@ class Notifier:
         self.due: dict[Key, float] = {}  # next send of timeInterval subscriptions (loop time)
 
     async def start(self) -> None:
+        """Run here if this process holds the notifier lease; else keep trying for it, so that
+        with several workers exactly one notifies, and another takes over if it dies."""
+        loop = asyncio.get_running_loop()
+        self.store.watch(lambda: loop.call_soon_threadsafe(self._committed))
+        if self.store.try_lease(CURSOR):
+            await self._begin()
+        else:
+            self.tasks = [asyncio.create_task(self._await_lease())]
+
+    async def _await_lease(self) -> None:
+        while not self.store.try_lease(CURSOR):
+            await asyncio.sleep(LEASE_RETRY)
+        await self._begin()
+
+    async def _begin(self) -> None:
         saved = await self.store.cursor(CURSOR)
         if saved is None:  # first start: from now on, and remember it at once
             saved = await self.store.last_change()
             await self.store.set_cursor(CURSOR, saved)
         self.seq = self.saved = saved
         await self.reload()
-        loop = asyncio.get_running_loop()
-        self.store.watch(lambda: loop.call_soon_threadsafe(self._committed))
-        self.tasks = [
+        self.tasks += [
             asyncio.create_task(self._run()),
             asyncio.create_task(self._flush_loop()),
             asyncio.create_task(self._periodic_loop()),
@@ -268,6 +283,8 @@ class Notifier:
             rounds += 1
             with contextlib.suppress(Exception):
                 await self._flush()
+                if rounds % RELOAD_EVERY == 0:  # subscriptions made through other workers
+                    await self.reload()
                 if rounds % PRUNE_EVERY == 0:
                     await self.store.prune_changes(min(self.saved, self.seq - KEEP_CHANGES))
 

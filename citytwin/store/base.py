@@ -135,6 +135,10 @@ class Store(Protocol):
 
     # -- the change log, subscriptions and cursors (for the notifier) ----------------------------
 
+    def try_lease(self, name: str) -> bool:
+        """Take a lease only one process may hold (the notifier, with several workers)."""
+        ...
+
     def watch(self, callback: Callable[[], None]) -> None:
         """Call back (thread-safely) after each commit: new changes may be in the log."""
         ...

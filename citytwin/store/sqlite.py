@@ -128,6 +128,7 @@ class SqliteStore(LogMixin):
         self.synchronous = synchronous
         self._reader: sqlite3.Connection | None = None
         self._writer: _Writer | None = None
+        self._leases: dict[str, Any] = {}
 
     async def open(self) -> None:
         conn = connect(self.path, self.synchronous)
@@ -146,6 +147,25 @@ class SqliteStore(LogMixin):
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        for handle in self._leases.values():
+            handle.close()
+        self._leases.clear()
+
+    def try_lease(self, name: str) -> bool:
+        """Hold a named lease among the processes on this file (one notifier for N workers).
+
+        An flock: the holder keeps it until it exits, however it exits.
+        """
+        if name in self._leases:
+            return True
+        handle = open(f"{self.path}.{name}.lock", "a+b")  # noqa: SIM115 - kept while held
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._leases[name] = handle
+        return True
 
     def watch(self, callback: Callable[[], None]) -> None:
         """Call back (from the writer thread, so it must be thread-safe) after each commit."""
