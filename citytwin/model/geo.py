@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
-import numpy as np
 import orjson
-import shapely
-import shapely.affinity
-import shapely.errors
-from shapely.geometry import shape
 
 from citytwin.errors import BadRequestData
 from citytwin.model.validate import is_geometry
+
+
+class _Lazy:
+    """A module imported on first use: numpy and shapely cost each worker ~25 MB of memory,
+    which a twin that never runs a geo-query should not pay."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+np = _Lazy("numpy")
+shapely = _Lazy("shapely")
+_affinity = _Lazy("shapely.affinity")
+_errors = _Lazy("shapely.errors")
+_geometry = _Lazy("shapely.geometry")
+
+
+def shape(value: dict[str, Any]) -> Any:
+    return _geometry.shape(value)
+
 
 GEORELS = ("near", "within", "contains", "intersects", "equals", "disjoint", "overlaps")
 GEOMETRIES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon")
@@ -77,7 +100,7 @@ def _usable(value: dict[str, Any]) -> bool:
         return False
     try:
         shape(value)
-    except (ValueError, TypeError, shapely.errors.GEOSException):
+    except (ValueError, TypeError, _errors.GEOSException):
         return False
     return True
 
@@ -142,7 +165,7 @@ def matches(query: GeoQuery, value: dict[str, Any]) -> bool:
     """
     try:
         return _matches(query, value)
-    except (ValueError, TypeError, shapely.errors.GEOSException):
+    except (ValueError, TypeError, _errors.GEOSException):
         return False
 
 
@@ -174,7 +197,7 @@ def distance_m(a: Any, b: Any) -> float:
     lat = a.centroid.y
     factor = math.cos(math.radians(lat))
     project = dict(xfact=_M_PER_DEGREE * factor, yfact=_M_PER_DEGREE, origin=(0, 0))
-    scale = shapely.affinity.scale
+    scale = _affinity.scale
     return float(scale(a, **project).distance(scale(b, **project)))
 
 
@@ -227,7 +250,7 @@ def _distances(ref: Any, xs: Any, ys: Any) -> Any:
              + np.cos(lat) * math.cos(ref_lat) * np.sin((lon - ref_lon) / 2) ** 2)  # fmt: skip
         return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(h))
     factor = math.cos(math.radians(ref.centroid.y))
-    scaled = shapely.affinity.scale(ref, _M_PER_DEGREE * factor, _M_PER_DEGREE, origin=(0, 0))
+    scaled = _affinity.scale(ref, _M_PER_DEGREE * factor, _M_PER_DEGREE, origin=(0, 0))
     points = shapely.points(xs * _M_PER_DEGREE * factor, ys * _M_PER_DEGREE)
     return shapely.distance(points, scaled)
 
@@ -245,5 +268,5 @@ def shape_distance(query: GeoQuery, value: dict[str, Any]) -> float:
     """Metres from the query's geometry to a stored geometry (inf if GEOS cannot read it)."""
     try:
         return distance_m(shape(query.geometry), shape(value))
-    except (ValueError, TypeError, shapely.errors.GEOSException):
+    except (ValueError, TypeError, _errors.GEOSException):
         return math.inf

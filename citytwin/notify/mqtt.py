@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import aiomqtt
 import orjson
 
 
@@ -45,12 +44,13 @@ class MqttLink:
     def __init__(self, uri: str, info: dict[str, str]) -> None:
         self.target = Target.parse(uri)
         self.qos = int(info.get("MQTT-QoS", "0")) if info.get("MQTT-QoS", "0") in "012" else 0
-        v5 = info.get("MQTT-Version") == "mqtt5.0"
-        self.protocol = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
-        self.client: aiomqtt.Client | None = None
+        self.v5 = info.get("MQTT-Version") == "mqtt5.0"
+        self.client: Any = None  # an aiomqtt.Client once connected
         self.lock = asyncio.Lock()  # several delivery workers share one link
 
     async def publish(self, payload: dict[str, Any], headers: dict[str, str]) -> tuple[bool, str]:
+        import aiomqtt  # only twins with MQTT endpoints load it
+
         message = orjson.dumps({"metadata": headers, "body": payload})
         try:
             client = await self._connected()
@@ -60,19 +60,22 @@ class MqttLink:
             return False, f"MQTT: {exc}"
         return True, ""
 
-    async def _connected(self) -> aiomqtt.Client:
+    async def _connected(self) -> Any:
         async with self.lock:
             return await self._connect()
 
-    async def _connect(self) -> aiomqtt.Client:
+    async def _connect(self) -> Any:
+        import aiomqtt
+
         if self.client is None:
             target = self.target
+            version = aiomqtt.ProtocolVersion
             client = aiomqtt.Client(
                 target.host,
                 target.port,
                 username=target.username,
                 password=target.password,
-                protocol=self.protocol,
+                protocol=version.V5 if self.v5 else version.V311,
                 tls_context=ssl.create_default_context() if target.tls else None,
                 timeout=5,
             )
@@ -83,6 +86,8 @@ class MqttLink:
     async def close(self) -> None:
         client, self.client = self.client, None
         if client is not None:
+            import aiomqtt
+
             try:
                 await client.__aexit__(None, None, None)
             except (aiomqtt.MqttError, OSError):
