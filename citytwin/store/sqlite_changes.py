@@ -79,9 +79,16 @@ def last_seq(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
+PRUNE_CHUNK = 2000  # rows a transaction: a long delete would stall every other writer
+
+
 def prune(conn: sqlite3.Connection, below: int) -> int:
-    """Forget changes up to `below` (delivered, and older than the live stream keeps)."""
-    return conn.execute("DELETE FROM changes WHERE seq <= ?", (below,)).rowcount
+    """Forget up to PRUNE_CHUNK of the oldest changes at or below `below`."""
+    return conn.execute(
+        "DELETE FROM changes WHERE seq IN"
+        " (SELECT seq FROM changes WHERE seq <= ? ORDER BY seq LIMIT ?)",
+        (below, PRUNE_CHUNK),
+    ).rowcount
 
 
 class LogMixin:
@@ -97,7 +104,13 @@ class LogMixin:
         return last_seq(self.reader)
 
     async def prune_changes(self, below: int) -> int:
-        return await self._write(lambda conn: prune(conn, below))
+        """Forget changes up to `below`, a chunk a transaction, so writers are not held up."""
+        total = 0
+        while True:
+            done = await self._write(lambda conn: prune(conn, below))
+            total += done
+            if done < PRUNE_CHUNK:
+                return total
 
     async def cursor(self, name: str) -> int | None:
         row = self.reader.execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
