@@ -17,7 +17,6 @@ import orjson
 
 CORE_CONTEXT_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"
 NGSI_LD = "https://uri.etsi.org/ngsi-ld/"
-DEFAULT_VOCAB = NGSI_LD + "default-context/"
 _GEN_DELIMS = (":", "/", "?", "#", "[", "]", "@")
 
 

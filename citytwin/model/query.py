@@ -53,7 +53,6 @@ class Any_:
 Node = Term | All | Any_
 
 MEMBERS = ("observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "objectType", "lang")
-OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "~=", "!~=")
 _OP = re.compile(r"!~=|~=|==|!=|>=|<=|>|<")
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?$")
 _INTEGER = re.compile(r"-?\d{1,4300}$")

@@ -8,12 +8,9 @@ half an update behind.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from citytwin.errors import BadRequestData, ResourceNotFound
 from citytwin.model.entity import ATTRIBUTE_TYPES, NULL, SYSTEM, Entity, Instance
-
-Attrs = dict[str, list[Instance]]
 
 
 @dataclass
@@ -241,7 +238,3 @@ def _drop_nulls(inst: Instance) -> Instance:
     return {
         k: v for k, v in inst.items() if not (isinstance(v, dict) and "type" in v and is_null(v))
     }
-
-
-def any_value(inst: Instance) -> Any:
-    return inst.get(ATTRIBUTE_TYPES[inst["type"]])

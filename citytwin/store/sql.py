@@ -9,7 +9,6 @@ literal's own JSON type, so that a number never matches a string.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from citytwin.errors import BadRequestData
@@ -27,21 +26,6 @@ _VALUE_MEMBER = (
 )
 _META = {"observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "objectType", "lang"}
 _SQL_OPS = {"==": "=", "!=": "=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
-
-
-@dataclass
-class Sql:
-    """A WHERE fragment and its parameters, built up by the compiler."""
-
-    parts: list[str] = field(default_factory=list)
-    params: list[Any] = field(default_factory=list)
-
-    def add(self, sql: str, *params: Any) -> None:
-        self.parts.append(sql)
-        self.params.extend(params)
-
-    def where(self) -> str:
-        return " AND ".join(self.parts) if self.parts else "1"
 
 
 _UNQUOTABLE = re.compile(r"[\"'\\\x00-\x1f\x7f]")

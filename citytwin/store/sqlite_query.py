@@ -75,13 +75,6 @@ def plan(conn: sqlite3.Connection, tenant: str, query: Query) -> Plan:
     return Plan(source, " AND ".join(parts), params, order, count_sql)
 
 
-def where(tenant: str, query: Query) -> tuple[str, list[Any]]:
-    """The WHERE clause of a query over `entities e`, and its parameters (no geo-query)."""
-    parts, params = ["e.tenant = ?"], [tenant]
-    _conditions(query, tenant, parts, params)
-    return " AND ".join(parts), params
-
-
 def _conditions(query: Query, tenant: str, parts: list[str], params: list[Any]) -> None:
     if query.ids is not None:
         parts.append(f"e.id IN ({','.join('?' * len(query.ids))})")
