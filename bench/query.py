@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,7 @@ def sqlite_latencies(db: str, make: Callable[[], dict[str, str]], samples: int) 
         params = make()
         query = selection(params, ctx)
         limit = int(params.get("limit", 20))
-        query = type(query)(**{**query.__dict__, "limit": limit, "count": "count" in params})
+        query = replace(query, limit=limit, count="count" in params)
         start = time.perf_counter()
         run_query(conn, "", query)
         if n >= WARMUP:

@@ -96,12 +96,12 @@ def _picked(query: Query, view: View, ctx: Context) -> Query:
     if view.pick is None or view.pick.names & {"id", "type", "scope"}:
         return query
     attrs = frozenset(expand_name(n, ctx) for n in view.pick.names)
-    return Query(**{**query.__dict__, "attrs": attrs})
+    return replace(query, attrs=attrs)
 
 
 def _paged(request: Request, query: Query) -> Query:
     limit, offset, count = _page_params(request)
-    return Query(**{**query.__dict__, "limit": limit, "offset": offset, "count": count})
+    return replace(query, limit=limit, offset=offset, count=count)
 
 
 def _page_params(request: Request) -> tuple[int, int, bool]:
@@ -245,7 +245,7 @@ def _body_selection(data: dict[str, Any], ctx: Context) -> Query:
     entities = _selectors(data.get("entities"), ctx)
     if entities is None and query.everything:
         raise BadRequestData("a Query needs entities, attrs, q, geoQ or scopeQ")
-    return Query(**{**query.__dict__, "types": entities})
+    return replace(query, types=entities)
 
 
 def _selectors(value: Any, ctx: Context) -> Node | None:

@@ -23,31 +23,31 @@ async def create(request: Request) -> Response:
     """5.8.1: 201 with the Location of the new subscription."""
     params.check_params(request, set())
     body, ctx = await body_and_context(request)
-    data = body.data
+    data, url = body.data, CORE_CONTEXT_URL
     if isinstance(data, dict):
-        data = await _with_context_url(request, data, item_context(body, data))
-    broker = state(request).broker
-    url = CORE_CONTEXT_URL
-    if isinstance(data, dict):
-        url = data.pop("_url", None) or data.get("jsonldContext", CORE_CONTEXT_URL)
-    sub_id = await broker.create_subscription(tenant_of(request), data, ctx, url)
+        data, url = await _with_context_url(request, data, item_context(body, data))
+    sub_id = await state(request).broker.create_subscription(tenant_of(request), data, ctx, url)
     return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/subscriptions/{sub_id}"})
 
 
-async def _with_context_url(request: Request, data: dict[str, Any], source: Any) -> dict[str, Any]:
-    """The @context notifications will name: jsonldContext (fetched now, so that an unreachable
-    one is refused), the request's single context URL, or one made for an inline @context."""
+async def _with_context_url(
+    request: Request, data: dict[str, Any], source: Any
+) -> tuple[dict[str, Any], str]:
+    """The body, and the @context URL notifications will name: jsonldContext (fetched now, so
+    that an unreachable one is refused), the request's single context URL, or one made for an
+    inline @context (then shown as the subscription's jsonldContext)."""
     contexts = state(request).contexts
     given = data.get("jsonldContext")
     if isinstance(given, str) and given.startswith(("http://", "https://")):
         await contexts.resolve(given)
-        return data
+        return data, given
     if given is not None:
-        return data  # refused as BadRequestData when parsed
+        return data, CORE_CONTEXT_URL  # refused as BadRequestData when parsed
     single = source[0] if isinstance(source, list) and len(source) == 1 else source
     if single is None or isinstance(single, str):
-        return {**data, "_url": single or CORE_CONTEXT_URL}
-    return {**data, "jsonldContext": contexts.implicit(source)}
+        return data, single or CORE_CONTEXT_URL
+    url = contexts.implicit(source)
+    return {**data, "jsonldContext": url}, url
 
 
 async def retrieve(request: Request) -> Response:

@@ -3,7 +3,7 @@ names inside it; join=flat lists them after the entities asked for, each once.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from citytwin.model.context import Context
@@ -22,6 +22,30 @@ def links(entity: Entity, ctx: Context, view: View) -> Iterator[tuple[str, str]]
                 objects = inst["object"]
                 for target in objects if isinstance(objects, list) else [objects]:
                     yield name, target
+
+
+Fetch = Callable[[tuple[str, ...]], Awaitable[list[Entity]]]
+
+
+async def fetch_links(
+    fetch: Fetch, roots: list[Entity], ctx: Context, view: View
+) -> dict[str, Entity]:
+    """Every entity reachable within join_level links, fetched one level at a time (fetch
+    reads entities by id: the caller's store access, so this module stays free of I/O)."""
+    linked: dict[str, Entity] = {}
+    frontier = [(e, view) for e in roots]
+    for _ in range(view.join_level):
+        wanted: dict[str, View] = {}
+        for entity, entity_view in frontier:
+            for name, target in links(entity, ctx, entity_view):
+                if target not in linked:
+                    wanted.setdefault(target, entity_view.for_linked(name))
+        if not wanted:
+            break
+        found = await fetch(tuple(wanted))
+        linked.update((e["id"], e) for e in found)
+        frontier = [(e, wanted[e["id"]]) for e in found]
+    return linked
 
 
 def render_inline(

@@ -32,7 +32,6 @@ class Compiled:
     geo: GeoQuery | None = None
     triggers: frozenset[str] = field(default_factory=frozenset)
     watched: frozenset[str] | None = None
-    types: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def id(self) -> str:
@@ -60,7 +59,6 @@ def compile_subscription(tenant: str, doc: dict[str, Any], ctx: Context) -> Comp
     sub.triggers = frozenset(doc.get("notificationTrigger") or DEFAULT_TRIGGERS)
     if doc.get("watchedAttributes"):
         sub.watched = frozenset(doc["watchedAttributes"])
-    sub.types = frozenset(t for s in doc.get("entities", []) for t in s["type"])
     return sub
 
 
@@ -117,7 +115,7 @@ def fired(sub: Compiled, change: ChangeRecord, why: dict[str, set[str]], at: str
     triggers = [t for t in TRIGGER_ORDER if t in sub.triggers and t in why]
     if sub.watched is not None:
         triggers = [t for t in triggers if t in ENTITY_TRIGGERS or why[t] & sub.watched]
-    if not triggers or (sub.geo is not None and not _geo_matches(sub.geo, entity)):
+    if not triggers or (sub.geo is not None and not geo_matches(sub.geo, entity)):
         return None
     return triggers[0]
 
@@ -138,7 +136,7 @@ def _selected(sub: Compiled, entity: Entity) -> bool:
     return False
 
 
-def _geo_matches(geo: GeoQuery, entity: Entity) -> bool:
+def geo_matches(geo: GeoQuery, entity: Entity) -> bool:
     instances = entity.get("attrs", {}).get(geo.geoproperty, [])
     return any(
         i.get("type") == "GeoProperty" and isinstance(i.get("value"), dict)

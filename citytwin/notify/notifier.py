@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from citytwin.contexts import ContextResolver
-from citytwin.model.join import flat_order, links, render_inline
+from citytwin.model.join import fetch_links, flat_order, render_inline
 from citytwin.model.render import View
 from citytwin.model.subscription import STATUS, now, status
 from citytwin.notify.deliver import BACKOFF, Deliverer, Delivery, headers_for
@@ -146,12 +146,11 @@ class Notifier:
             reason = fired(sub, change, why, at)
             if reason is None:
                 continue
-            if sub.query() != Query() and not self.store.entity_matches(
-                change.tenant, entity, sub.query()
-            ):
+            needs_store = sub.q is not None or sub.scope_q is not None
+            if needs_store and not self.store.entity_matches(change.tenant, entity, sub.query()):
                 continue
             if not self._throttled(sub, at):
-                await self._send(sub, change, reason, at)
+                await self._send(sub, change, reason)
 
     def _index(self, tenant: str, sub: Compiled) -> None:
         """Subscriptions are found by the entity id they name, else by the types they name."""
@@ -181,7 +180,7 @@ class Notifier:
         gap = datetime.fromisoformat(at) - datetime.fromisoformat(last)
         return gap.total_seconds() < throttling
 
-    async def _send(self, sub: Compiled, change: ChangeRecord, reason: str, at: str) -> None:
+    async def _send(self, sub: Compiled, change: ChangeRecord, reason: str) -> None:
         before = change.before if change.attrs is None else _full_before(change)
         shown = shown_entity(sub, before, change.after, reason, change.at)
         view = view_of(sub)
@@ -234,24 +233,15 @@ class Notifier:
     ) -> list[dict[str, Any]]:
         if view.join is None or "deletedAt" in shown:
             return [render_data(sub, shown, before, view)]
-        linked = await self._linked(sub, shown, view)
+
+        async def fetch(ids: tuple[str, ...]) -> list[dict[str, Any]]:
+            return (await self.store.query(sub.tenant, Query(ids=ids))).entities
+
+        linked = await fetch_links(fetch, [shown], sub.ctx, view)
         if view.join == "inline":
             return [render_inline(shown, sub.ctx, view, linked, view.join_level)]
         order = flat_order([shown], sub.ctx, view, linked, view.join_level)
         return [render_data(sub, e, before if e is shown else None, v) for e, v in order]
-
-    async def _linked(self, sub: Compiled, root: dict[str, Any], view: View) -> dict[str, Any]:
-        linked: dict[str, Any] = {}
-        frontier = [(root, view)]
-        for _ in range(view.join_level):
-            wanted = {t: v.for_linked(n) for e, v in frontier for n, t in links(e, sub.ctx, v)}
-            wanted = {t: v for t, v in wanted.items() if t not in linked}
-            if not wanted:
-                break
-            found = (await self.store.query(sub.tenant, Query(ids=tuple(wanted)))).entities
-            linked.update((e["id"], e) for e in found)
-            frontier = [(e, wanted[e["id"]]) for e in found]
-        return linked
 
     def _current(self, sub: Compiled) -> dict[str, Any]:
         """The subscription's delivery status as it stands now."""

@@ -16,10 +16,10 @@ import orjson
 
 from citytwin.model.context import Context
 from citytwin.model.entity import Entity
-from citytwin.model.geo import matches
 from citytwin.model.query import All, Node, Term
 from citytwin.model.render import View, render_entity
 from citytwin.model.subscription import now
+from citytwin.notify.match import geo_matches
 from citytwin.store.base import ChangeRecord, Query, Store
 
 HEARTBEAT = 15.0  # seconds between comments that keep proxies from closing an idle stream
@@ -75,10 +75,7 @@ def _matching(store: Store, tenant: str, query: Query, change: ChangeRecord) -> 
         return None
     if query.attrs is not None and not query.attrs & set(entity.get("attrs", {})):
         return None
-    if query.geo is not None and not any(
-        i.get("type") == "GeoProperty" and matches(query.geo, i["value"])
-        for i in entity.get("attrs", {}).get(query.geo.geoproperty, [])
-    ):  # fmt: skip
+    if query.geo is not None and not geo_matches(query.geo, entity):
         return None
     if query.types is not None and not _has_types(query.types, set(entity["type"])):
         return None
