@@ -17,13 +17,32 @@ from citytwin.model.query import Node, OrderKey
 Entity = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class HistoryEntry:
+    """An attribute instance a write adds to the history of its entity (`deleted`: a tombstone).
+
+    `replaces`: an instance of the same attribute, datasetId and observedAt is replaced (the
+    temporal API's upsert, 5.6.11) rather than kept beside it.
+    """
+
+    attr: str
+    instance: dict[str, Any]
+    deleted: bool = False
+    replaces: bool = False
+
+
 @dataclass
 class Change:
-    """The outcome of a mutation: the entity's new state (None deletes it) and a result."""
+    """The outcome of a mutation: the entity's new state (None deletes it) and a result.
+
+    `history`: what the write adds to the entity's history; None lets the store work it out
+    (every instance the write touched, a tombstone for every one it removed).
+    """
 
     entity: Entity | None
     result: Any = None
     write: bool = True
+    history: list[HistoryEntry] | None = None
 
 
 MutateFn = Callable[[Entity | None], Change]
@@ -81,6 +100,57 @@ class Query:
             getattr(self, f) is None
             for f in ("types", "ids", "id_pattern", "q", "scope_q", "geo", "attrs")
         )
+
+
+TIME_PROPERTIES = ("observedAt", "createdAt", "modifiedAt", "deletedAt")
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """Which instances a temporal query looks at: `prop` in [start, end) (microseconds)."""
+
+    prop: str = "observedAt"
+    start: int | None = None
+    end: int | None = None
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """Instances of some entities' attributes (IRIs; None: all) in a window, oldest first.
+
+    last_n keeps the newest n per series (attribute and datasetId); limit caps the instances
+    read per series (one more is read to tell whether the cap cut anything).
+    """
+
+    window: TimeWindow = TimeWindow()
+    attrs: frozenset[str] | None = None
+    last_n: int | None = None
+    limit: int | None = None
+
+
+@dataclass
+class HistoryRow:
+    entity: str
+    attr: str
+    dataset: str | None
+    iid: int
+    observed: int | None
+    created: int
+    modified: int
+    deleted: int | None
+    body: dict[str, Any]
+
+
+@dataclass
+class Bucket:
+    """The aggregates of one series over one period [start, end)."""
+
+    entity: str
+    attr: str
+    dataset: str | None
+    start: int
+    end: int
+    values: dict[str, Any]
 
 
 @dataclass

@@ -18,9 +18,11 @@ from typing import Any
 
 import orjson
 
+from citytwin.store import sqlite_history as history
 from citytwin.store.base import (
     MISSING,
     AttributeFn,
+    Change,
     Entity,
     Missing,
     MutateFn,
@@ -61,6 +63,7 @@ class _Writer(threading.Thread):
         super().__init__(name="citytwin-sqlite-writer", daemon=True)
         self.conn = conn
         self.after_commit: Callable[[], None] | None = None
+        self.on_rollback: Callable[[], None] = lambda: None
         self.lock = open(lock_path, "a+b")  # held for the writer's lifetime
         self.jobs: queue.SimpleQueue[tuple[Job, asyncio.Future[Any]] | None] = queue.SimpleQueue()
 
@@ -91,6 +94,7 @@ class _Writer(threading.Thread):
         except Exception as exc:  # the commit itself failed: nothing of the group was written
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+            self.on_rollback()
             results = [(False, exc)] * len(group)
         finally:
             fcntl.flock(self.lock, fcntl.LOCK_UN)
@@ -106,6 +110,7 @@ class _Writer(threading.Thread):
         except Exception as exc:
             self.conn.execute("ROLLBACK TO job")
             self.conn.execute("RELEASE job")
+            self.on_rollback()
             return False, exc
         self.conn.execute("RELEASE job")
         return True, value
@@ -129,11 +134,13 @@ class SqliteStore(LogMixin):
         self._reader: sqlite3.Connection | None = None
         self._writer: _Writer | None = None
         self._leases: dict[str, Any] = {}
+        self.series = history.SeriesCache()  # used by the writer thread only
 
     async def open(self) -> None:
         conn = connect(self.path, self.synchronous)
         migrate(conn)
         self._writer = _Writer(conn, self.path + ".lock")
+        self._writer.on_rollback = self.series.sids.clear
         self._writer.start()
         self._reader = connect(self.path, self.synchronous)
 
@@ -196,7 +203,7 @@ class SqliteStore(LogMixin):
         return orjson.loads(row[0]) if row else None
 
     async def mutate(self, tenant: str, ops: Sequence[tuple[str, MutateFn]]) -> list[Any]:
-        return await self._write(lambda conn: _Batch(conn, tenant).run(ops))
+        return await self._write(lambda conn: _Batch(conn, tenant, self.series).run(ops))
 
     async def mutate_attribute(
         self, tenant: str, entity_id: str, name: str, fn: AttributeFn, modified_at: str
@@ -211,6 +218,7 @@ class SqliteStore(LogMixin):
             if row is None:
                 return MISSING
             old = orjson.loads(row[0]) if row[0] is not None else None
+            shape = {name: {i.get("datasetId"): i["type"] for i in old}} if old else None
             instances = fn(old)
             if _has_geo(old) or _has_geo(instances):
                 reindex_attribute(conn, tenant, entity_id, name, instances)
@@ -228,6 +236,9 @@ class SqliteStore(LogMixin):
             before = _partial_before(entity_id, name, row[0])
             touched = orjson.dumps([name]).decode()
             record(conn, [(tenant, entity_id, touched, before, after, _now())])
+            state = {"attrs": {name: instances} if instances else {}, "modifiedAt": modified_at}
+            records = history.derive(tenant, entity_id, shape, state, modified_at)
+            history.append(conn, self.series, records)
             return None
 
         return await self._write(job)
@@ -273,6 +284,7 @@ class SqliteStore(LogMixin):
                 "DELETE FROM entities WHERE tenant = ? AND id = ?", [(tenant, i) for i in ids]
             )
             reindex(conn, tenant, dict.fromkeys(ids))
+            history.forget(conn, tenant, ids)
             at = _now()
             record(conn, [(tenant, i, None, doc, None, at) for i, doc in docs])
             return len(ids)
@@ -302,9 +314,11 @@ class _Batch:
     function changes nothing), and the final states are written with one statement per kind.
     """
 
-    def __init__(self, conn: sqlite3.Connection, tenant: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, tenant: str, series: history.SeriesCache) -> None:
         self.conn = conn
         self.tenant = tenant
+        self.series = series
+        self.history: dict[str, list[history.Record]] = {}
         self.docs: dict[str, bytes | None] = {}
         self.original: dict[str, bytes | None] = {}
         self.existed: dict[str, bool] = {}
@@ -332,15 +346,34 @@ class _Batch:
 
     def _apply(self, entity_id: str, fn: MutateFn) -> Any:
         raw = self.docs[entity_id]
+        current = orjson.loads(raw) if raw is not None else None
+        before = history.shape(current) if current is not None else None
         try:
-            change = fn(orjson.loads(raw) if raw is not None else None)
+            change = fn(current)
         except Exception as exc:
             return exc
         if change.write:
             entity = change.entity
             self.docs[entity_id] = orjson.dumps(entity) if entity is not None else None
             self.final[entity_id] = entity
+            self._remember(entity_id, before, change)
         return change.result
+
+    def _remember(self, entity_id: str, before: Any, change: Change) -> None:
+        entity = change.entity
+        if entity is None:  # the entity's history goes with it
+            self.history[entity_id] = []
+            return
+        at = entity["modifiedAt"]
+        if change.history is None:
+            found = history.derive(self.tenant, entity_id, before, entity, at)
+        else:
+            tenant = self.tenant
+            found = (
+                history.Record(tenant, entity_id, h.attr, h.instance, at, h.deleted, h.replaces)
+                for h in change.history
+            )
+        self.history.setdefault(entity_id, []).extend(found)
 
     def _flush(self) -> None:
         inserts, updates, deletes = [], [], []
@@ -377,6 +410,8 @@ class _Batch:
         new = frozenset(i for i in self.final if not self.existed[i])
         reindex(self.conn, self.tenant, self.final, new)
         record(self.conn, list(self._changes()))
+        history.forget(self.conn, self.tenant, [i for i, e in self.final.items() if e is None])
+        history.append(self.conn, self.series, (r for rs in self.history.values() for r in rs))
 
     def _changes(self) -> Iterator[Row]:
         at = _now()

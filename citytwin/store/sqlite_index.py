@@ -17,6 +17,7 @@ import orjson
 
 from citytwin.model.geo import bbox
 from citytwin.store.sqlite_changes import V3
+from citytwin.store.sqlite_history import V4
 
 Entity = dict[str, Any]
 
@@ -53,7 +54,7 @@ def _backfill(conn: sqlite3.Connection) -> None:
 
 
 Migration = str | Callable[[sqlite3.Connection], None]
-MIGRATIONS: list[list[Migration]] = [[_V1], [_V2, _backfill], [V3]]
+MIGRATIONS: list[list[Migration]] = [[_V1], [_V2, _backfill], [V3], [V4]]
 
 
 def migrate(conn: sqlite3.Connection) -> None:

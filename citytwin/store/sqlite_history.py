@@ -1,0 +1,409 @@
+"""Attribute history in SQLite: every instance a write produces, kept beside the current state.
+
+`series` names one attribute of one entity (per datasetId) and never loses a row, so its `sid`
+can be cached by every writer process; `history` holds one row per instance, with its times as
+integer microseconds and its numeric value in `num`, so that a time window of one series is an
+index range and numeric aggregations read the covering index `(sid, observed, num)` only.
+Rows are appended in the same transaction as the change that made them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from citytwin.model.times import to_micros
+from citytwin.store.base import HistoryQuery, HistoryRow, TimeWindow
+
+V4 = """
+CREATE TABLE series (
+    sid INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    attr TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    numeric INTEGER NOT NULL DEFAULT 1
+);
+CREATE UNIQUE INDEX series_key ON series (tenant, entity, attr, dataset);
+CREATE TABLE history (
+    iid INTEGER PRIMARY KEY,
+    sid INTEGER NOT NULL,
+    observed INTEGER,
+    created INTEGER NOT NULL,
+    modified INTEGER NOT NULL,
+    deleted INTEGER,
+    num REAL,
+    body TEXT NOT NULL
+);
+CREATE INDEX history_observed ON history (sid, observed, num);
+CREATE INDEX history_created ON history (sid, created);
+"""
+
+NULL_URI = "urn:ngsi-ld:null"
+SCOPE = "scope"  # the series of an entity's scope (attribute names are IRIs: never "scope")
+_NOT_STORED = ("createdAt", "modifiedAt", "instanceId")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One instance to append: `instance` in the stored form; `deleted` marks a tombstone."""
+
+    tenant: str
+    entity: str
+    attr: str
+    instance: dict[str, Any]
+    at: str
+    deleted: bool = False
+    replaces: bool = False
+
+
+@dataclass(frozen=True)
+class Series:
+    sid: int
+    entity: str
+    attr: str
+    dataset: str | None
+    numeric: bool
+
+
+class SeriesCache:
+    """sid of (tenant, entity, attr, dataset), per writer connection; rows are never deleted."""
+
+    def __init__(self) -> None:
+        self.sids: dict[tuple[str, str, str, str], tuple[int, bool]] = {}
+
+    def sid(self, conn: sqlite3.Connection, key: tuple[str, str, str, str], numeric: bool) -> int:
+        known = self.sids.get(key)
+        if known is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO series (tenant, entity, attr, dataset) VALUES (?, ?, ?, ?)",
+                key,
+            )
+            row = conn.execute(
+                "SELECT sid, numeric FROM series"
+                " WHERE tenant = ? AND entity = ? AND attr = ? AND dataset = ?",
+                key,
+            ).fetchone()
+            known = (row[0], bool(row[1]))
+        if known[1] and not numeric:
+            conn.execute("UPDATE series SET numeric = 0 WHERE sid = ?", (known[0],))
+            known = (known[0], False)
+        self.sids[key] = known
+        return known[0]
+
+
+def numeric_value(inst: dict[str, Any]) -> float | None:
+    """The number aggregations use: a number, or a boolean as 1/0; None for anything else."""
+    if inst.get("type") != "Property":
+        return None
+    value = inst.get("value")
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return value
+    return None
+
+
+def append(conn: sqlite3.Connection, cache: SeriesCache, records: Iterable[Record]) -> None:
+    rows, replaced = [], []
+    for r in records:
+        inst = r.instance
+        num = None if r.deleted else numeric_value(inst)
+        key = (r.tenant, r.entity, r.attr, inst.get("datasetId") or "")
+        sid = cache.sid(conn, key, num is not None or r.deleted)
+        at = to_micros(r.at)
+        observed = inst.get("observedAt")
+        observed_at = to_micros(observed) if isinstance(observed, str) else None
+        if r.replaces and observed_at is not None:
+            replaced.append((sid, observed_at))
+        body = {k: v for k, v in inst.items() if k not in _NOT_STORED}
+        rows.append(
+            (
+                sid,
+                observed_at,
+                at,
+                at,
+                at if r.deleted else None,
+                num,
+                orjson.dumps(body).decode(),
+            )
+        )
+    conn.executemany("DELETE FROM history WHERE sid = ? AND observed = ?", replaced)
+    conn.executemany(
+        "INSERT INTO history (sid, observed, created, modified, deleted, num, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def tombstone(inst: dict[str, Any]) -> dict[str, Any]:
+    """What a deleted attribute leaves in its history (4.5.7, 5.2.1): NGSI-LD Null."""
+    kind = inst.get("type", "Property")
+    out: dict[str, Any] = {"type": kind}
+    if "datasetId" in inst:
+        out["datasetId"] = inst["datasetId"]
+    if kind == "Relationship":
+        out["object"] = NULL_URI
+    elif kind == "LanguageProperty":
+        out["languageMap"] = {"@none": NULL_URI}
+    else:
+        key = {"ListProperty": "valueList", "ListRelationship": "objectList",
+               "VocabProperty": "vocab", "JsonProperty": "json"}.get(kind, "value")  # fmt: skip
+        out[key] = NULL_URI
+    return out
+
+
+def derive(
+    tenant: str,
+    entity_id: str,
+    before: dict[str, dict[str | None, Any]] | None,
+    after: dict[str, Any] | None,
+    at: str,
+) -> Iterator[Record]:
+    """What one write adds to the history: each instance it wrote (its modifiedAt is the write's
+    time), the scope if it changed, and a tombstone for each instance it removed. `before` is
+    `shape` of the entity as it was (None: it did not exist); `after` its new state (None: gone).
+    """
+    if after is None:
+        return
+    attrs = after["attrs"]
+    stamp = after["modifiedAt"]
+    for attr, instances in attrs.items():
+        for inst in instances:
+            if inst.get("modifiedAt") == stamp:
+                yield Record(tenant, entity_id, attr, inst, at)
+    scope = after.get("scope")
+    old_scope = (before or {}).get(SCOPE, {}).get(None)
+    if scope is not None and scope != old_scope:
+        yield Record(tenant, entity_id, SCOPE, {"type": "Property", "value": scope}, at)
+    if not before:
+        return
+    if scope is None and old_scope is not None:
+        yield Record(tenant, entity_id, SCOPE, {"type": "Property", "value": []}, at, deleted=True)
+    for attr, datasets in before.items():
+        if attr == SCOPE:
+            continue
+        now = {i.get("datasetId") for i in attrs.get(attr, ())}
+        for dataset, kind in datasets.items():
+            if dataset not in now:
+                gone = {"type": kind} if dataset is None else {"type": kind, "datasetId": dataset}
+                yield Record(tenant, entity_id, attr, tombstone(gone), at, deleted=True)
+
+
+def shape(entity: dict[str, Any]) -> dict[str, dict[str | None, Any]]:
+    """Each attribute of an entity: its datasetIds and their types; and its scope under
+    SCOPE (what `derive` compares against)."""
+    out: dict[str, dict[str | None, Any]] = {
+        a: {i.get("datasetId"): i.get("type", "Property") for i in insts}
+        for a, insts in entity["attrs"].items()
+    }
+    if "scope" in entity:
+        out[SCOPE] = {None: entity["scope"]}
+    return out
+
+
+def forget(conn: sqlite3.Connection, tenant: str, entity_ids: Iterable[str]) -> None:
+    """Drop the whole history of entities (their series rows stay: sids are cached)."""
+    conn.executemany(
+        "DELETE FROM history WHERE sid IN (SELECT sid FROM series WHERE tenant = ? AND entity = ?)",
+        [(tenant, i) for i in entity_ids],
+    )
+
+
+def series_of(
+    conn: sqlite3.Connection, tenant: str, entity_ids: list[str], attrs: frozenset[str] | None
+) -> list[Series]:
+    found = []
+    for start in range(0, len(entity_ids), 500):
+        part = entity_ids[start : start + 500]
+        sql = (
+            "SELECT sid, entity, attr, dataset, numeric FROM series WHERE tenant = ?"
+            f" AND entity IN ({','.join('?' * len(part))})"
+        )
+        args: list[Any] = [tenant, *part]
+        if attrs is not None:
+            sql += f" AND attr IN ({','.join('?' * len(attrs))})"
+            args.extend(sorted(attrs))
+        for sid, entity, attr, dataset, numeric in conn.execute(sql + " ORDER BY sid", args):
+            found.append(Series(sid, entity, attr, dataset or None, bool(numeric)))
+    return found
+
+
+COLUMNS = {"observedAt": "observed", "createdAt": "created", "modifiedAt": "modified",
+           "deletedAt": "deleted"}  # fmt: skip
+
+
+def read(conn: sqlite3.Connection, series: list[Series], query: HistoryQuery) -> list[HistoryRow]:
+    """The instances of each series in the window, oldest first; with last_n the newest n, and
+    with limit at most that many a series (from the oldest, or from the newest with last_n)."""
+    col = COLUMNS[query.window.prop]
+    where, args = _window(col, query.window)
+    newest = query.last_n is not None
+    cap = [n for n in (query.last_n, query.limit) if n is not None]
+    sql = (
+        f"SELECT iid, observed, created, modified, deleted, body FROM history"
+        f" WHERE sid = ? AND {where} ORDER BY {col} {'DESC' if newest else 'ASC'},"
+        f" iid {'DESC' if newest else 'ASC'}"
+    )
+    if cap:
+        sql += f" LIMIT {min(cap)}"
+    out: list[HistoryRow] = []
+    for s in series:
+        rows = conn.execute(sql, (s.sid, *args)).fetchall()
+        if newest:
+            rows.reverse()
+        out.extend(
+            HistoryRow(s.entity, s.attr, s.dataset, iid, obs, cre, mod, dele, orjson.loads(body))
+            for iid, obs, cre, mod, dele, body in rows
+        )
+    return out
+
+
+def _window(col: str, window: TimeWindow) -> tuple[str, list[int]]:
+    where, args = [f"{col} IS NOT NULL"], []
+    if window.start is not None:
+        where.append(f"{col} >= ?")
+        args.append(window.start)
+    if window.end is not None:
+        where.append(f"{col} < ?")
+        args.append(window.end)
+    return " AND ".join(where), args
+
+
+def bounds(
+    conn: sqlite3.Connection, series: list[Series], window: TimeWindow
+) -> tuple[int | None, int | None]:
+    """The oldest and newest instant of these series in the window (per-series index probes)."""
+    col = COLUMNS[window.prop]
+    where, args = _window(col, window)
+    low: int | None = None
+    high: int | None = None
+    for s in series:
+        first, last = conn.execute(
+            f"SELECT min({col}), max({col}) FROM history WHERE sid = ? AND {where}",
+            (s.sid, *args),
+        ).fetchone()
+        if first is not None:
+            low = first if low is None else min(low, first)
+            high = last if high is None else max(high, last)
+    return low, high
+
+
+_VALUE = (
+    "coalesce(json_extract(body, '$.value'), json_extract(body, '$.object'),"
+    " json_extract(body, '$.vocab'), json_extract(body, '$.languageMap'),"
+    " json_extract(body, '$.valueList'), json_extract(body, '$.objectList'),"
+    " json_extract(body, '$.json'))"
+)
+_NUMERIC_AGGREGATES = "count(*), count(DISTINCT num), sum(num), min(num), max(num), sum(num * num)"
+_OTHER_AGGREGATES = (
+    f"count(*), count(DISTINCT {_VALUE}), sum(num), min({_VALUE}), max({_VALUE}), sum(num * num)"
+)
+
+
+def aggregate(
+    conn: sqlite3.Connection,
+    series: list[Series],
+    window: TimeWindow,
+    origin: int,
+    period: int | None,
+) -> list[tuple[Series, int, tuple[Any, ...]]]:
+    """(series, period number, (count, distinct, sum, min, max, sum of squares)) of every period
+    with at least one instance; periods of `period` microseconds from `origin`, or one period
+    over the whole window when None. Tombstones are not counted."""
+    col = COLUMNS[window.prop]
+    where, args = _window(col, window)
+    bucket = f"({col} - ?) / ?" if period else "0"
+    bucket_args = [origin, period] if period else []
+    found = []
+    for numeric in (True, False):
+        group = {s.sid: s for s in series if s.numeric is numeric}
+        if not group:
+            continue
+        columns = _NUMERIC_AGGREGATES if numeric else _OTHER_AGGREGATES
+        keep = "num IS NOT NULL" if numeric else "deleted IS NULL"
+        sql = (
+            f"SELECT sid, {bucket} AS b, {columns} FROM history"
+            f" WHERE sid IN (SELECT value FROM json_each(?)) AND {where} AND {keep}"
+            " GROUP BY sid, b ORDER BY sid, b"
+        )
+        rows = conn.execute(sql, (*bucket_args, orjson.dumps(list(group)).decode(), *args))
+        found.extend((group[sid], b, values) for sid, b, *values in rows)
+    return found
+
+
+def delete_series(
+    conn: sqlite3.Connection, tenant: str, entity: str, attr: str, datasets: set[str] | None
+) -> int:
+    """Forget an attribute's history: of the given datasetIds ("" the default), or all."""
+    rows = conn.execute(
+        "SELECT sid, dataset FROM series WHERE tenant = ? AND entity = ? AND attr = ?",
+        (tenant, entity, attr),
+    ).fetchall()
+    sids = [(sid,) for sid, dataset in rows if datasets is None or dataset in datasets]
+    return sum(conn.execute("DELETE FROM history WHERE sid = ?", sid).rowcount for sid in sids)
+
+
+def _instance_sid(conn: sqlite3.Connection, key: tuple[str, str, str], iid: int) -> int | None:
+    row = conn.execute(
+        "SELECT h.sid FROM history h JOIN series s ON s.sid = h.sid"
+        " WHERE h.iid = ? AND s.tenant = ? AND s.entity = ? AND s.attr = ?",
+        (iid, *key),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def modify_instance(
+    conn: sqlite3.Connection, key: tuple[str, str, str], iid: int, inst: dict[str, Any], at: str
+) -> bool:
+    """5.6.14: replace one instance, keeping its instanceId and createdAt."""
+    if _instance_sid(conn, key, iid) is None:
+        return False
+    observed = inst.get("observedAt")
+    body = {k: v for k, v in inst.items() if k not in _NOT_STORED}
+    conn.execute(
+        "UPDATE history SET observed = ?, modified = ?, num = ?, body = ? WHERE iid = ?",
+        (
+            to_micros(observed) if isinstance(observed, str) else None,
+            to_micros(at),
+            numeric_value(inst),
+            orjson.dumps(body).decode(),
+            iid,
+        ),
+    )
+    return True
+
+
+def delete_instance(conn: sqlite3.Connection, key: tuple[str, str, str], iid: int) -> bool:
+    if _instance_sid(conn, key, iid) is None:
+        return False
+    conn.execute("DELETE FROM history WHERE iid = ?", (iid,))
+    return True
+
+
+PRUNE_SERIES = 200  # series a transaction
+
+
+def prune_series(conn: sqlite3.Connection, after_sid: int, cutoff: int) -> tuple[int, int | None]:
+    """Drop instances older than `cutoff` (by observedAt, or createdAt without one) in the next
+    PRUNE_SERIES series after `after_sid`; returns (rows dropped, last sid seen or None)."""
+    sids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT sid FROM series WHERE sid > ? ORDER BY sid LIMIT ?", (after_sid, PRUNE_SERIES)
+        )
+    ]
+    dropped = 0
+    for sid in sids:
+        dropped += conn.execute(
+            "DELETE FROM history WHERE sid = ? AND observed < ?", (sid, cutoff)
+        ).rowcount
+        dropped += conn.execute(
+            "DELETE FROM history WHERE sid = ? AND observed IS NULL AND created < ?",
+            (sid, cutoff),
+        ).rowcount
+    return dropped, (sids[-1] if sids else None)
