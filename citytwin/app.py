@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from citytwin.notify.notifier import Notifier
 from citytwin.notify.stream import Feed
 from citytwin.settings import Settings
 from citytwin.store import open_store
+from citytwin.timeline import Timeline, retain
 
 log = logging.getLogger("citytwin")
 
@@ -65,10 +67,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await notifier.start()
         broker.subscriptions_changed = notifier.reload
         broker.delivery_status = notifier.delivery_status
-        app.state.citytwin = AppState(broker, resolver, settings, feed)
+        timeline = Timeline(broker, settings.temporal_limit)
+        app.state.citytwin = AppState(broker, resolver, settings, feed, timeline)
+        retention = asyncio.create_task(retain(store, settings.history_days))
         try:
             yield
         finally:
+            retention.cancel()
             await notifier.stop()
             await resolver.close()
             await store.close()

@@ -19,6 +19,8 @@ class Settings:
     context_timeout: float = 2.0
     max_limit: int = 1000
     default_limit: int = 20
+    temporal_limit: int = 10_000  # instances a series in one temporal response (6.3.10)
+    history_days: float = 0.0  # drop history older than this many days; 0 keeps it all
 
     @property
     def base_url(self) -> str:

@@ -63,8 +63,11 @@ def view(request: Request, extra: Mapping[str, str] | None = None) -> View:
 
     extra: the same members given another way (a Query body), which win over the URL.
     """
-    values = {**request.query_params, **(extra or {})}
-    opts = options(request)
+    return view_of({**request.query_params, **(extra or {})}, options(request))
+
+
+def view_of(values: Mapping[str, str], opts: frozenset[str]) -> View:
+    """The view that parameter values and (checked) options ask for."""
     forms = {_FORMS[o] for o in opts if o in _FORMS}
     fmt = values.get("format")
     if fmt is not None:

@@ -69,7 +69,7 @@ async def post_query(request: Request) -> Response:
     data = body.data
     if not isinstance(data, dict) or data.get("type", "Query") != "Query":
         raise BadRequestData("the body must be a Query object")
-    query = _paged(request, _body_selection(data, ctx))
+    query = _paged(request, body_selection(data, ctx))
     view = params.view(request, _body_view(data))
     return await _answer(request, query, ctx, view, media)
 
@@ -100,11 +100,11 @@ def _picked(query: Query, view: View, ctx: Context) -> Query:
 
 
 def _paged(request: Request, query: Query) -> Query:
-    limit, offset, count = _page_params(request)
+    limit, offset, count = page_params(request)
     return replace(query, limit=limit, offset=offset, count=count)
 
 
-def _page_params(request: Request) -> tuple[int, int, bool]:
+def page_params(request: Request) -> tuple[int, int, bool]:
     """limit, offset and count of a collection request (6.3.10, 6.3.13)."""
     settings = state(request).settings
     limit = _natural(request.query_params.get("limit"), "limit", settings.default_limit)
@@ -119,7 +119,7 @@ def _page_params(request: Request) -> tuple[int, int, bool]:
 
 def page_of(request: Request, items: list[Any]) -> tuple[list[Any], dict[str, str]]:
     """One page of an in-memory collection, with the count and Link headers."""
-    limit, offset, count = _page_params(request)
+    limit, offset, count = page_params(request)
     page = items[offset : offset + limit]
     headers = {"NGSILD-Results-Count": str(len(items))} if count else {}
     links = _links(request, Query(limit=limit, offset=offset), len(items), len(page))
@@ -226,7 +226,7 @@ def _q(text: str | None, ctx: Context, expand_list: str | None = None) -> Node |
     return node
 
 
-def _body_selection(data: dict[str, Any], ctx: Context) -> Query:
+def body_selection(data: dict[str, Any], ctx: Context) -> Query:
     """A Query body: entities (type, id, idPattern selectors), attrs, q, geoQ, scopeQ."""
     values: dict[str, Any] = {k: data[k] for k in ("q", "scopeQ") if isinstance(data.get(k), str)}
     attrs = data.get("attrs")

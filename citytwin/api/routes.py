@@ -9,7 +9,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from citytwin.api import batch, contexts, discovery, entities, query, stream, subscriptions
+from citytwin.api import (
+    batch,
+    contexts,
+    discovery,
+    entities,
+    query,
+    stream,
+    subscriptions,
+    temporal,
+)
 from citytwin.errors import MethodNotAllowed
 
 BASE = "/ngsi-ld/v1"
@@ -95,6 +104,21 @@ def routes() -> list[BaseRoute]:
         _route("/types/{type:path}", {"GET": discovery.entity_type}),
         *_collection("/attributes", {"GET": discovery.attributes}),
         _route("/attributes/{attr:path}", {"GET": discovery.attribute}),
+    ]
+    t = temporal
+    table += [
+        *_collection("/temporal/entities", {"POST": t.upsert, "GET": t.query}),
+        _route("/temporal/entities/{entity_id:segment}", {"GET": t.retrieve, "DELETE": t.delete}),
+        *_collection("/temporal/entities/{entity_id:segment}/attrs", {"POST": t.add_attrs}),
+        _route(
+            "/temporal/entities/{entity_id:segment}/attrs/{attr:segment}",
+            {"DELETE": t.delete_attr},
+        ),
+        _route(
+            "/temporal/entities/{entity_id:segment}/attrs/{attr:segment}/{instance_id:segment}",
+            {"PATCH": t.modify_instance, "DELETE": t.delete_instance},
+        ),
+        *_collection("/temporal/entityOperations/query", {"POST": t.post_query}),
     ]
     table.append(Route("/citytwin/v1/stream", stream.stream, methods=["GET"]))
     for op in batch.OPERATIONS:

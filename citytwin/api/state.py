@@ -14,6 +14,7 @@ from citytwin.errors import InvalidRequest
 from citytwin.model.context import Context
 from citytwin.notify.stream import Feed
 from citytwin.settings import Settings
+from citytwin.timeline import Timeline
 
 
 @dataclass
@@ -22,6 +23,7 @@ class AppState:
     contexts: ContextResolver
     settings: Settings
     feed: Feed
+    timeline: Timeline
 
 
 def state(request: Request) -> AppState:

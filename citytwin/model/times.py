@@ -36,8 +36,10 @@ def to_micros(text: str) -> int:
 
 
 def from_micros(micros: int) -> str:
-    """The DateTime form citytwin writes: UTC with milliseconds or microseconds as needed."""
+    """The DateTime form citytwin writes: UTC, with a fraction only when there is one."""
     moment = EPOCH + timedelta(microseconds=micros)
+    if micros % 1_000_000 == 0:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     if micros % 1000 == 0:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

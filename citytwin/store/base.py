@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from citytwin.model.geo import GeoQuery
+from citytwin.model.history import TIME_PROPERTIES, HistoryQuery, HistoryRow, TimeWindow
 from citytwin.model.query import Node, OrderKey
 
 Entity = dict[str, Any]
+__all__ = ["TIME_PROPERTIES", "HistoryQuery", "HistoryRow", "TimeWindow"]
 
 
 @dataclass(frozen=True)
@@ -100,57 +102,6 @@ class Query:
             getattr(self, f) is None
             for f in ("types", "ids", "id_pattern", "q", "scope_q", "geo", "attrs")
         )
-
-
-TIME_PROPERTIES = ("observedAt", "createdAt", "modifiedAt", "deletedAt")
-
-
-@dataclass(frozen=True)
-class TimeWindow:
-    """Which instances a temporal query looks at: `prop` in [start, end) (microseconds)."""
-
-    prop: str = "observedAt"
-    start: int | None = None
-    end: int | None = None
-
-
-@dataclass(frozen=True)
-class HistoryQuery:
-    """Instances of some entities' attributes (IRIs; None: all) in a window, oldest first.
-
-    last_n keeps the newest n per series (attribute and datasetId); limit caps the instances
-    read per series (one more is read to tell whether the cap cut anything).
-    """
-
-    window: TimeWindow = TimeWindow()
-    attrs: frozenset[str] | None = None
-    last_n: int | None = None
-    limit: int | None = None
-
-
-@dataclass
-class HistoryRow:
-    entity: str
-    attr: str
-    dataset: str | None
-    iid: int
-    observed: int | None
-    created: int
-    modified: int
-    deleted: int | None
-    body: dict[str, Any]
-
-
-@dataclass
-class Bucket:
-    """The aggregates of one series over one period [start, end)."""
-
-    entity: str
-    attr: str
-    dataset: str | None
-    start: int
-    end: int
-    values: dict[str, Any]
 
 
 @dataclass
@@ -242,3 +193,43 @@ class Store(Protocol):
     async def delete_subscription(self, tenant: str, sub_id: str) -> bool: ...
 
     async def attribute_count(self, tenant: str, attr: str) -> int: ...
+
+    # -- history (the temporal API) --------------------------------------------------------------
+
+    async def history(
+        self, tenant: str, entity_ids: list[str], query: HistoryQuery
+    ) -> list[HistoryRow]:
+        """Instances of these entities' series in the window, series by series, oldest first."""
+        ...
+
+    async def history_entities(
+        self, tenant: str, entity_ids: list[str], attrs: frozenset[str] | None, window: TimeWindow
+    ) -> set[str]: ...
+
+    async def history_attrs(self, tenant: str, entity_id: str) -> set[str]: ...
+
+    async def history_bounds(
+        self, tenant: str, entity_ids: list[str], attrs: frozenset[str] | None, window: TimeWindow
+    ) -> tuple[int | None, int | None]: ...
+
+    async def aggregate(
+        self,
+        tenant: str,
+        entity_ids: list[str],
+        attrs: frozenset[str] | None,
+        window: TimeWindow,
+        origin: int,
+        period: int | None,
+    ) -> list[tuple[str, str, str | None, int, tuple[Any, ...], bool]]: ...
+
+    async def delete_history(
+        self, tenant: str, entity_id: str, attr: str, datasets: set[str] | None
+    ) -> int: ...
+
+    async def modify_instance(
+        self, tenant: str, entity_id: str, attr: str, iid: int, inst: dict[str, Any], at: str
+    ) -> bool: ...
+
+    async def delete_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bool: ...
+
+    async def prune_history(self, cutoff: int) -> int: ...

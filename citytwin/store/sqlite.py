@@ -33,6 +33,7 @@ from citytwin.store.sql import attr_path
 from citytwin.store.sqlite_changes import LogMixin, Row, record
 from citytwin.store.sqlite_index import migrate, reindex, reindex_attribute
 from citytwin.store.sqlite_query import entity_matches, matching_ids, register, run_query
+from citytwin.store.sqlite_timeline import TimelineMixin
 
 GROUP_MAX = 1000
 Job = Callable[[sqlite3.Connection], Any]
@@ -125,7 +126,7 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-class SqliteStore(LogMixin):
+class SqliteStore(LogMixin, TimelineMixin):
     """Entities of every tenant in one SQLite file."""
 
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:

@@ -1,0 +1,90 @@
+"""The SQLite store's history methods (reads run inline on the reader, edits on the writer)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from citytwin.model.history import HistoryQuery, HistoryRow, TimeWindow
+from citytwin.store import sqlite_history as h
+
+Totals = tuple[Any, ...]
+
+
+class TimelineMixin:
+    reader: sqlite3.Connection
+    _write: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
+
+    def _series(
+        self, tenant: str, entity_ids: list[str], attrs: frozenset[str] | None
+    ) -> list[h.Series]:
+        return h.series_of(self.reader, tenant, entity_ids, attrs)
+
+    async def history(
+        self, tenant: str, entity_ids: list[str], query: HistoryQuery
+    ) -> list[HistoryRow]:
+        return h.read(self.reader, self._series(tenant, entity_ids, query.attrs), query)
+
+    async def history_entities(
+        self, tenant: str, entity_ids: list[str], attrs: frozenset[str] | None, window: TimeWindow
+    ) -> set[str]:
+        """Which of these entities have at least one instance in the window."""
+        series = self._series(tenant, entity_ids, attrs)
+        found: set[str] = set()
+        for s in series:
+            if s.entity not in found and h.read(self.reader, [s], HistoryQuery(window, limit=1)):
+                found.add(s.entity)
+        return found
+
+    async def history_attrs(self, tenant: str, entity_id: str) -> set[str]:
+        return {s.attr for s in self._series(tenant, [entity_id], None)}
+
+    async def history_bounds(
+        self, tenant: str, entity_ids: list[str], attrs: frozenset[str] | None, window: TimeWindow
+    ) -> tuple[int | None, int | None]:
+        return h.bounds(self.reader, self._series(tenant, entity_ids, attrs), window)
+
+    async def aggregate(
+        self,
+        tenant: str,
+        entity_ids: list[str],
+        attrs: frozenset[str] | None,
+        window: TimeWindow,
+        origin: int,
+        period: int | None,
+    ) -> list[tuple[str, str, str | None, int, Totals, bool]]:
+        """(entity, attribute, datasetId, period number, totals, numeric) of each non-empty
+        period; totals are (count, distinct, sum, min, max, sum of squares)."""
+        series = self._series(tenant, entity_ids, attrs)
+        rows = h.aggregate(self.reader, series, window, origin, period)
+        return [(s.entity, s.attr, s.dataset, b, tuple(v), s.numeric) for s, b, v in rows]
+
+    async def delete_history(
+        self, tenant: str, entity_id: str, attr: str, datasets: set[str] | None
+    ) -> int:
+        return await self._write(
+            lambda conn: h.delete_series(conn, tenant, entity_id, attr, datasets)
+        )
+
+    async def modify_instance(
+        self, tenant: str, entity_id: str, attr: str, iid: int, inst: dict[str, Any], at: str
+    ) -> bool:
+        key = (tenant, entity_id, attr)
+        return await self._write(lambda conn: h.modify_instance(conn, key, iid, inst, at))
+
+    async def delete_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bool:
+        key = (tenant, entity_id, attr)
+        return await self._write(lambda conn: h.delete_instance(conn, key, iid))
+
+    async def prune_history(self, cutoff: int) -> int:
+        """Drop instances older than cutoff, a few series a transaction (writers keep going)."""
+        total, after = 0, 0
+        while True:
+            dropped, last = await self._write(
+                lambda conn, after=after: h.prune_series(conn, after, cutoff)
+            )
+            total += dropped
+            if last is None:
+                return total
+            after = last

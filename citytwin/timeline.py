@@ -1,0 +1,262 @@
+"""The temporal API's service (5.6.11-5.6.16, 5.7.3-5.7.4): history reads, aggregations and
+temporal provision, over the same store and write path as the current state.
+
+A temporal entity is an entity: creating one through the temporal API also makes its current
+state (per attribute and datasetId, the instance observed last), and every write through the
+core API adds to the history. So the two APIs always agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+from citytwin.broker import Broker, now
+from citytwin.errors import BadRequestData, ResourceNotFound
+from citytwin.model.context import Context
+from citytwin.model.entity import Entity, Instance, expand_name, parse_attribute
+from citytwin.model.history import HistoryQuery, TimeWindow
+from citytwin.model.temporal import (
+    AGGREGATED,
+    Temporal,
+    TemporalBody,
+    entity_of,
+    latest,
+    newer,
+    parse_temporal_entity,
+)
+from citytwin.model.temporal_page import Key, by_series, cut
+from citytwin.model.temporal_render import INSTANCE_PREFIX, SCOPE
+from citytwin.model.times import to_micros
+from citytwin.model.validate import check_uri
+from citytwin.store.base import Change, HistoryEntry, MutateFn, Query, Store
+
+Periods = dict[tuple[str, str | None], list[tuple[int, int, tuple[Any, ...], bool]]]
+MAX_PERIODS = 100_000
+log = logging.getLogger("citytwin")
+
+
+@dataclass
+class History:
+    """What a temporal read found: per entity, its series (or its periods when aggregated)."""
+
+    entities: list[Entity]
+    series: dict[str, dict[Key, list[Any]]]
+    periods: dict[str, Periods]
+    content_range: str | None = None
+
+
+class Timeline:
+    def __init__(self, broker: Broker, instance_cap: int) -> None:
+        self.broker = broker
+        self.store = broker.store
+        self.cap = instance_cap
+
+    # -- provision -------------------------------------------------------------------------------
+
+    async def upsert(self, tenant: str, body: Any, ctx: Context) -> bool:
+        """5.6.11: create (True) or add to (False) a temporal entity."""
+        parsed = parse_temporal_entity(body, ctx, now(), fragment=False)
+        assert parsed.entity_id is not None
+        result = await self.broker._one(tenant, parsed.entity_id, _upsert(parsed, now()))
+        return result == "created"
+
+    async def add_attrs(self, tenant: str, entity_id: str, body: Any, ctx: Context) -> None:
+        """5.6.12: add instances to an existing temporal entity."""
+        check_uri(entity_id, "entity id")
+        parsed = parse_temporal_entity(body, ctx, now(), fragment=True)
+        parsed.entity_id = entity_id
+        await self.broker._one(tenant, entity_id, _upsert(parsed, now(), existing=True))
+
+    async def delete_attr(
+        self, tenant: str, entity_id: str, attr: str, dataset_id: str | None, delete_all: bool
+    ) -> None:
+        """5.6.13: forget an attribute's history (the default instance's, a datasetId's, all)."""
+        iri = await self._attribute(tenant, entity_id, attr)
+        datasets = None if delete_all else {dataset_id or ""}
+        if not await self.store.delete_history(tenant, entity_id, iri, datasets):
+            raise ResourceNotFound(f"{attr} of {entity_id} has no such instances")
+
+    async def modify_instance(
+        self, tenant: str, entity_id: str, attr: str, instance_id: str, body: Any, ctx: Context
+    ) -> None:
+        """5.6.14: replace one instance; it keeps its instanceId and createdAt."""
+        iid = _instance_number(instance_id)
+        iri = await self._attribute(tenant, entity_id, attr, ctx)
+        inst = _one_instance(attr, body, ctx)
+        if iid is None or not await self.store.modify_instance(
+            tenant, entity_id, iri, iid, inst, now()
+        ):
+            raise ResourceNotFound(f"{attr} of {entity_id} has no instance {instance_id}")
+
+    async def delete_instance(
+        self, tenant: str, entity_id: str, attr: str, instance_id: str, ctx: Context
+    ) -> None:
+        """5.6.15."""
+        iid = _instance_number(instance_id)
+        iri = await self._attribute(tenant, entity_id, attr, ctx)
+        if iid is None or not await self.store.delete_instance(tenant, entity_id, iri, iid):
+            raise ResourceNotFound(f"{attr} of {entity_id} has no instance {instance_id}")
+
+    async def _attribute(
+        self, tenant: str, entity_id: str, attr: str, ctx: Context | None = None
+    ) -> str:
+        check_uri(entity_id, "entity id")
+        iri = expand_name(attr, ctx) if ctx is not None else attr
+        await self.broker.get_entity(tenant, entity_id)
+        if iri not in await self.store.history_attrs(tenant, entity_id):
+            raise ResourceNotFound(f"entity {entity_id} has no attribute {attr}")
+        return iri
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    async def retrieve(
+        self, tenant: str, entity_id: str, temporal: Temporal, attrs: frozenset[str] | None
+    ) -> History:
+        """5.7.3: one entity's history."""
+        entity = await self.broker.get_entity(tenant, entity_id)
+        if attrs is not None and not attrs & await self.store.history_attrs(tenant, entity_id):
+            raise ResourceNotFound(f"entity {entity_id} has none of the attributes asked for")
+        return await self._read(tenant, [entity], temporal, attrs)
+
+    async def query(
+        self, tenant: str, query: Query, temporal: Temporal, attrs: frozenset[str] | None
+    ) -> tuple[History, int]:
+        """5.7.4: the entities that match and have instances in the window; one page of them
+        (the query's limit and offset), and how many there are."""
+        found = await self.broker.query(tenant, replace(query, limit=None, offset=0, count=False))
+        ids = [e["id"] for e in found.entities]
+        having = await self.store.history_entities(tenant, ids, attrs, temporal.window)
+        matching = [e for e in found.entities if e["id"] in having]
+        end = None if query.limit is None else query.offset + query.limit
+        page = matching[query.offset : end]
+        return await self._read(tenant, page, temporal, attrs), len(matching)
+
+    async def _read(
+        self, tenant: str, entities: list[Entity], temporal: Temporal, attrs: frozenset[str] | None
+    ) -> History:
+        if temporal.form == AGGREGATED:
+            periods = {
+                e["id"]: await self._periods(tenant, e["id"], attrs, temporal) for e in entities
+            }
+            return History(entities, {}, periods)
+        wanted = HistoryQuery(temporal.window, attrs, temporal.last_n, self.cap + 1)
+        rows = await self.store.history(tenant, [e["id"] for e in entities], wanted)
+        series, content_range = cut(by_series(rows), temporal, self.cap)
+        per_entity: dict[str, dict[Key, list[Any]]] = {e["id"]: {} for e in entities}
+        for key, items in series.items():
+            per_entity[key[0]][key] = items
+        return History(entities, per_entity, {}, content_range)
+
+    async def _periods(
+        self, tenant: str, entity_id: str, attrs: frozenset[str] | None, temporal: Temporal
+    ) -> Periods:
+        """4.5.19: periods of aggrPeriodDuration from timeAt (or the oldest instance); only
+        periods holding instances are listed; a zero duration is one period over the range."""
+        window, period = temporal.window, temporal.period
+        low, high = await self.store.history_bounds(tenant, [entity_id], attrs, window)
+        if low is None or high is None:
+            return {}
+        origin = window.start if window.start is not None else low
+        out: Periods = {}
+        if period.months:
+            spans = _calendar(origin, window.end if window.end is not None else high + 1, period)
+            for start, end in spans:
+                part = TimeWindow(window.prop, start, end)
+                rows = await self.store.aggregate(tenant, [entity_id], attrs, part, start, None)
+                for _, attr, dataset, _, totals, numeric in rows:
+                    out.setdefault((attr, dataset), []).append((start, end, totals, numeric))
+        else:
+            step = period.micros or None
+            rows = await self.store.aggregate(tenant, [entity_id], attrs, window, origin, step)
+            for _, attr, dataset, b, totals, numeric in rows:
+                start = origin + b * step if step else origin
+                end = start + step if step else (window.end if window.end is not None else high)
+                out.setdefault((attr, dataset), []).append((start, end, totals, numeric))
+        if temporal.last_n is not None:
+            out = {k: v[-temporal.last_n :] for k, v in out.items()}
+        return out
+
+
+RETENTION_EVERY = 3600.0  # seconds between two passes
+
+
+async def retain(store: Store, days: float, every: float = RETENTION_EVERY) -> None:
+    """Drop history older than `days` (0: keep everything), once at start and then every
+    `every` seconds; one process of several does it (a lease)."""
+    if days <= 0:
+        return
+    while True:
+        if store.try_lease("retention"):
+            cutoff = to_micros(now()) - int(days * 86_400 * 1_000_000)
+            dropped = await store.prune_history(cutoff)
+            if dropped:
+                log.info(
+                    "history retention: dropped %d instances older than %s days", dropped, days
+                )
+        await asyncio.sleep(every)
+
+
+def _calendar(origin: int, end: int, period: Any) -> list[tuple[int, int]]:
+    spans, start = [], origin
+    while start < end:
+        if len(spans) >= MAX_PERIODS:
+            raise BadRequestData("aggrPeriodDuration is too short for this time range")
+        nxt = period.after(start)
+        spans.append((start, nxt))
+        start = nxt
+    return spans
+
+
+def _instance_number(instance_id: str) -> int | None:
+    check_uri(instance_id, "instanceId")
+    number = instance_id.removeprefix(INSTANCE_PREFIX)
+    return int(number) if number != instance_id and number.isdigit() else None
+
+
+def _one_instance(attr: str, body: Any, ctx: Context) -> Instance:
+    """5.6.14's body: {attr: [instance]}, {attr: instance} or the bare instance."""
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k != "@context"}
+        if len(body) == 1 and attr in body:
+            body = body[attr]
+    if isinstance(body, list):
+        if len(body) != 1:
+            raise BadRequestData("an attribute instance is replaced by exactly one instance")
+        body = body[0]
+    instances = parse_attribute(attr, body, ctx, now())
+    return instances[0]
+
+
+def _upsert(body: TemporalBody, stamp: str, existing: bool = False) -> MutateFn:
+    entries = [HistoryEntry(attr, inst, replaces=True) for attr, inst in body.instances]
+    if body.scope is not None:
+        entries.append(HistoryEntry(SCOPE, {"type": "Property", "value": body.scope}))
+
+    def fn(current: Entity | None) -> Change:
+        if current is None:
+            if existing:
+                raise ResourceNotFound(f"entity {body.entity_id} does not exist")
+            return Change(entity_of(body, stamp), "created", history=entries)
+        current["type"] = list(dict.fromkeys([*current["type"], *body.types]))
+        if body.scope is not None:
+            current["scope"] = body.scope
+        for attr, instances in latest(body.instances).items():
+            held = current["attrs"].setdefault(attr, [])
+            for inst in instances:
+                _keep_newer(held, inst)
+        current["modifiedAt"] = stamp
+        return Change(current, "updated", history=entries)
+
+    return fn
+
+
+def _keep_newer(held: list[Instance], inst: Instance) -> None:
+    for i, old in enumerate(held):
+        if old.get("datasetId") == inst.get("datasetId"):
+            if newer(inst, old):
+                held[i] = inst
+            return
+    held.append(inst)
