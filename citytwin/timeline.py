@@ -113,36 +113,36 @@ class Timeline:
     # -- reads -----------------------------------------------------------------------------------
 
     async def retrieve(
-        self, tenant: str, entity_id: str, temporal: Temporal, attrs: frozenset[str] | None
+        self, tenant: str, entity_id: str, temporal: Temporal, select: HistoryQuery
     ) -> History:
-        """5.7.3: one entity's history."""
+        """5.7.3: one entity's history (select: which attributes and datasetIds)."""
         entity = await self.broker.get_entity(tenant, entity_id)
+        attrs = select.attrs
         if attrs is not None and not attrs & await self.store.history_attrs(tenant, entity_id):
             raise ResourceNotFound(f"entity {entity_id} has none of the attributes asked for")
-        return await self._read(tenant, [entity], temporal, attrs)
+        return await self._read(tenant, [entity], temporal, select)
 
     async def query(
-        self, tenant: str, query: Query, temporal: Temporal, attrs: frozenset[str] | None
+        self, tenant: str, query: Query, temporal: Temporal, select: HistoryQuery
     ) -> tuple[History, int]:
         """5.7.4: the entities that match and have instances in the window; one page of them
         (the query's limit and offset), and how many there are."""
         found = await self.broker.query(tenant, replace(query, limit=None, offset=0, count=False))
         ids = [e["id"] for e in found.entities]
-        having = await self.store.history_entities(tenant, ids, attrs, temporal.window)
+        having = await self.store.history_entities(tenant, ids, select)
         matching = [e for e in found.entities if e["id"] in having]
         end = None if query.limit is None else query.offset + query.limit
         page = matching[query.offset : end]
-        return await self._read(tenant, page, temporal, attrs), len(matching)
+        return await self._read(tenant, page, temporal, select), len(matching)
 
     async def _read(
-        self, tenant: str, entities: list[Entity], temporal: Temporal, attrs: frozenset[str] | None
+        self, tenant: str, entities: list[Entity], temporal: Temporal, select: HistoryQuery
     ) -> History:
         if temporal.form == AGGREGATED:
-            periods = {
-                e["id"]: await self._periods(tenant, e["id"], attrs, temporal) for e in entities
-            }
+            periods = {e["id"]: await self._periods(tenant, e["id"], select, temporal)
+                       for e in entities}  # fmt: skip
             return History(entities, {}, periods)
-        wanted = HistoryQuery(temporal.window, attrs, temporal.last_n, self.cap + 1)
+        wanted = replace(select, last_n=temporal.last_n, limit=self.cap + 1)
         rows = await self.store.history(tenant, [e["id"] for e in entities], wanted)
         series, content_range = cut(by_series(rows), temporal, self.cap)
         per_entity: dict[str, dict[Key, list[Any]]] = {e["id"]: {} for e in entities}
@@ -151,12 +151,12 @@ class Timeline:
         return History(entities, per_entity, {}, content_range)
 
     async def _periods(
-        self, tenant: str, entity_id: str, attrs: frozenset[str] | None, temporal: Temporal
+        self, tenant: str, entity_id: str, select: HistoryQuery, temporal: Temporal
     ) -> Periods:
         """4.5.19: periods of aggrPeriodDuration from timeAt (or the oldest instance); only
         periods holding instances are listed; a zero duration is one period over the range."""
-        window, period = temporal.window, temporal.period
-        low, high = await self.store.history_bounds(tenant, [entity_id], attrs, window)
+        window, period = select.window, temporal.period
+        low, high = await self.store.history_bounds(tenant, [entity_id], select)
         if low is None or high is None:
             return {}
         origin = window.start if window.start is not None else low
@@ -164,13 +164,13 @@ class Timeline:
         if period.months:
             spans = _calendar(origin, window.end if window.end is not None else high + 1, period)
             for start, end in spans:
-                part = TimeWindow(window.prop, start, end)
-                rows = await self.store.aggregate(tenant, [entity_id], attrs, part, start, None)
+                part = replace(select, window=TimeWindow(window.prop, start, end))
+                rows = await self.store.aggregate(tenant, [entity_id], part, start, None)
                 for _, attr, dataset, _, totals, numeric in rows:
                     out.setdefault((attr, dataset), []).append((start, end, totals, numeric))
         else:
             step = period.micros or None
-            rows = await self.store.aggregate(tenant, [entity_id], attrs, window, origin, step)
+            rows = await self.store.aggregate(tenant, [entity_id], select, origin, step)
             for _, attr, dataset, b, totals, numeric in rows:
                 start = origin + b * step if step else origin
                 end = start + step if step else (window.end if window.end is not None else high)

@@ -16,6 +16,7 @@ from citytwin.api.state import body_and_context, request_context, state, tenant_
 from citytwin.errors import BadRequestData, MethodNotAllowed, ResourceNotFound
 from citytwin.model.context import Context
 from citytwin.model.entity import expand_name
+from citytwin.model.history import HistoryQuery
 from citytwin.model.render import View
 from citytwin.model.temporal import AGGREGATED, Temporal, parse_temporal
 from citytwin.model.temporal_render import render_aggregates, render_history
@@ -48,16 +49,18 @@ def _view(request: Request, extra: Mapping[str, str] | None = None) -> View:
 
 
 def _attrs(view: View, ctx: Context) -> frozenset[str] | None:
-    """The attributes to read: those pick (or attrs) names; None for all."""
+    """The attributes to read: those pick (or attrs) names; None for all (also when pick names
+    only id and type: an entity is still selected by having instances)."""
     if view.pick is None:
         return None
-    names = view.pick.names - {"id", "type", "scope"}
-    if not names and "scope" not in view.pick.names:
-        return frozenset()
-    found = {expand_name(n, ctx) for n in names}
-    if "scope" in view.pick.names:
-        found.add("scope")
-    return frozenset(found)
+    names = view.pick.names - {"id", "type"}
+    if not names:
+        return None
+    return frozenset(n if n == "scope" else expand_name(n, ctx) for n in names)
+
+
+def _select(temporal: Temporal, view: View, ctx: Context) -> HistoryQuery:
+    return HistoryQuery(temporal.window, _attrs(view, ctx), datasets=view.dataset_ids)
 
 
 def _respond(
@@ -93,7 +96,7 @@ async def retrieve(request: Request) -> Response:
     view = _view(request)
     timeline = state(request).timeline
     tenant, entity_id = tenant_of(request), _path(request, "entity_id")
-    history = await timeline.retrieve(tenant, entity_id, temporal, _attrs(view, ctx))
+    history = await timeline.retrieve(tenant, entity_id, temporal, _select(temporal, view, ctx))
     return _respond(request, history, ctx, view, temporal, one=True)
 
 
@@ -137,7 +140,8 @@ async def _answer(
     limit, offset, count = page_params(request)
     what = replace(what, limit=limit, offset=offset)
     timeline = state(request).timeline
-    history, total = await timeline.query(tenant_of(request), what, temporal, _attrs(view, ctx))
+    select = _select(temporal, view, ctx)
+    history, total = await timeline.query(tenant_of(request), what, temporal, select)
     response = _respond(request, history, ctx, view, temporal, one=False)
     if count:
         response.headers["NGSILD-Results-Count"] = str(total)

@@ -20,6 +20,7 @@ class TimeWindow:
 @dataclass(frozen=True)
 class HistoryQuery:
     """Instances of some entities' attributes (IRIs; None: all) in a window, oldest first.
+    (Also what the other history reads select: entities, bounds, aggregates.)
 
     last_n keeps the newest n per series (attribute and datasetId); limit caps the instances
     read per series (one more is read to tell whether the cap cut anything).
@@ -29,6 +30,7 @@ class HistoryQuery:
     attrs: frozenset[str] | None = None
     last_n: int | None = None
     limit: int | None = None
+    datasets: frozenset[str | None] | None = None  # datasetIds (None: the default instance)
 
 
 @dataclass

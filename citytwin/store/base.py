@@ -203,21 +203,20 @@ class Store(Protocol):
         ...
 
     async def history_entities(
-        self, tenant: str, entity_ids: list[str], attrs: frozenset[str] | None, window: TimeWindow
+        self, tenant: str, entity_ids: list[str], query: HistoryQuery
     ) -> set[str]: ...
 
     async def history_attrs(self, tenant: str, entity_id: str) -> set[str]: ...
 
     async def history_bounds(
-        self, tenant: str, entity_ids: list[str], attrs: frozenset[str] | None, window: TimeWindow
+        self, tenant: str, entity_ids: list[str], query: HistoryQuery
     ) -> tuple[int | None, int | None]: ...
 
     async def aggregate(
         self,
         tenant: str,
         entity_ids: list[str],
-        attrs: frozenset[str] | None,
-        window: TimeWindow,
+        query: HistoryQuery,
         origin: int,
         period: int | None,
     ) -> list[tuple[str, str, str | None, int, tuple[Any, ...], bool]]: ...

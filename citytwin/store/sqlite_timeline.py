@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from citytwin.model.history import HistoryQuery, HistoryRow, TimeWindow
+from citytwin.model.history import HistoryQuery, HistoryRow
 from citytwin.store import sqlite_history as h
 
 Totals = tuple[Any, ...]
@@ -16,48 +16,49 @@ class TimelineMixin:
     reader: sqlite3.Connection
     _write: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 
-    def _series(
-        self, tenant: str, entity_ids: list[str], attrs: frozenset[str] | None
-    ) -> list[h.Series]:
-        return h.series_of(self.reader, tenant, entity_ids, attrs)
+    def _series(self, tenant: str, entity_ids: list[str], query: HistoryQuery) -> list[h.Series]:
+        found = h.series_of(self.reader, tenant, entity_ids, query.attrs)
+        if query.datasets is None:
+            return found
+        return [s for s in found if s.dataset in query.datasets]
 
     async def history(
         self, tenant: str, entity_ids: list[str], query: HistoryQuery
     ) -> list[HistoryRow]:
-        return h.read(self.reader, self._series(tenant, entity_ids, query.attrs), query)
+        return h.read(self.reader, self._series(tenant, entity_ids, query), query)
 
     async def history_entities(
-        self, tenant: str, entity_ids: list[str], attrs: frozenset[str] | None, window: TimeWindow
+        self, tenant: str, entity_ids: list[str], query: HistoryQuery
     ) -> set[str]:
         """Which of these entities have at least one instance in the window."""
-        series = self._series(tenant, entity_ids, attrs)
+        one = HistoryQuery(query.window, limit=1)
         found: set[str] = set()
-        for s in series:
-            if s.entity not in found and h.read(self.reader, [s], HistoryQuery(window, limit=1)):
+        for s in self._series(tenant, entity_ids, query):
+            if s.entity not in found and h.read(self.reader, [s], one):
                 found.add(s.entity)
         return found
 
     async def history_attrs(self, tenant: str, entity_id: str) -> set[str]:
-        return {s.attr for s in self._series(tenant, [entity_id], None)}
+        return {s.attr for s in self._series(tenant, [entity_id], HistoryQuery())}
 
     async def history_bounds(
-        self, tenant: str, entity_ids: list[str], attrs: frozenset[str] | None, window: TimeWindow
+        self, tenant: str, entity_ids: list[str], query: HistoryQuery
     ) -> tuple[int | None, int | None]:
-        return h.bounds(self.reader, self._series(tenant, entity_ids, attrs), window)
+        series = self._series(tenant, entity_ids, query)
+        return h.bounds(self.reader, series, query.window)
 
     async def aggregate(
         self,
         tenant: str,
         entity_ids: list[str],
-        attrs: frozenset[str] | None,
-        window: TimeWindow,
+        query: HistoryQuery,
         origin: int,
         period: int | None,
     ) -> list[tuple[str, str, str | None, int, Totals, bool]]:
         """(entity, attribute, datasetId, period number, totals, numeric) of each non-empty
-        period; totals are (count, distinct, sum, min, max, sum of squares)."""
-        series = self._series(tenant, entity_ids, attrs)
-        rows = h.aggregate(self.reader, series, window, origin, period)
+        period of query.window; totals are (count, distinct, sum, min, max, sum of squares)."""
+        series = self._series(tenant, entity_ids, query)
+        rows = h.aggregate(self.reader, series, query.window, origin, period)
         return [(s.entity, s.attr, s.dataset, b, tuple(v), s.numeric) for s, b, v in rows]
 
     async def delete_history(
