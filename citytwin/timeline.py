@@ -29,7 +29,7 @@ from citytwin.model.temporal import (
 )
 from citytwin.model.temporal_page import Key, by_series, cut
 from citytwin.model.temporal_render import INSTANCE_PREFIX, SCOPE
-from citytwin.model.times import to_micros
+from citytwin.model.times import Duration, to_micros
 from citytwin.model.validate import check_uri
 from citytwin.store.base import Change, HistoryEntry, MutateFn, Query, Store
 
@@ -155,29 +155,44 @@ class Timeline:
     ) -> Periods:
         """4.5.19: periods of aggrPeriodDuration from timeAt (or the oldest instance); only
         periods holding instances are listed; a zero duration is one period over the range."""
-        window, period = select.window, temporal.period
         low, high = await self.store.history_bounds(tenant, [entity_id], select)
         if low is None or high is None:
             return {}
-        origin = window.start if window.start is not None else low
+        spans, shown_end = period_spans(select.window, temporal.period, low, high)
+        rows = await self.store.aggregate(tenant, [entity_id], select, spans, temporal.methods)
         out: Periods = {}
-        if period.months:
-            spans = _calendar(origin, window.end if window.end is not None else high + 1, period)
-            for start, end in spans:
-                part = replace(select, window=TimeWindow(window.prop, start, end))
-                rows = await self.store.aggregate(tenant, [entity_id], part, start, None)
-                for _, attr, dataset, _, totals, numeric in rows:
-                    out.setdefault((attr, dataset), []).append((start, end, totals, numeric))
-        else:
-            step = period.micros or None
-            rows = await self.store.aggregate(tenant, [entity_id], select, origin, step)
-            for _, attr, dataset, b, totals, numeric in rows:
-                start = origin + b * step if step else origin
-                end = start + step if step else (window.end if window.end is not None else high)
-                out.setdefault((attr, dataset), []).append((start, end, totals, numeric))
+        for _, attr, dataset, n, totals, numeric in rows:
+            start, end = spans[n]
+            out.setdefault((attr, dataset), []).append((start, shown_end or end, totals, numeric))
         if temporal.last_n is not None:
             out = {k: v[-temporal.last_n :] for k, v in out.items()}
         return out
+
+
+def period_spans(
+    window: TimeWindow, period: Duration, low: int, high: int
+) -> tuple[list[tuple[int, int]], int | None]:
+    """The periods that can hold instances between low and high (inclusive), aligned on the
+    window's start (or low); with a zero duration the one period and the end it shows."""
+    origin = window.start if window.start is not None else low
+    end = window.end if window.end is not None else high + 1
+    if period.zero:
+        return [(origin, end)], (window.end if window.end is not None else high)
+    if period.months:
+        spans, start = [], origin
+        while start < end:
+            nxt = period.after(start)
+            if nxt > low:
+                spans.append((start, nxt))
+            start = nxt
+            if len(spans) > MAX_PERIODS:
+                raise BadRequestData("aggrPeriodDuration is too short for this time range")
+        return spans, None
+    step = period.micros
+    first, last = (low - origin) // step, (min(high, end - 1) - origin) // step
+    if last - first >= MAX_PERIODS:
+        raise BadRequestData("aggrPeriodDuration is too short for this time range")
+    return [(origin + k * step, origin + (k + 1) * step) for k in range(first, last + 1)], None
 
 
 RETENTION_EVERY = 3600.0  # seconds between two passes
@@ -197,17 +212,6 @@ async def retain(store: Store, days: float, every: float = RETENTION_EVERY) -> N
                     "history retention: dropped %d instances older than %s days", dropped, days
                 )
         await asyncio.sleep(every)
-
-
-def _calendar(origin: int, end: int, period: Any) -> list[tuple[int, int]]:
-    spans, start = [], origin
-    while start < end:
-        if len(spans) >= MAX_PERIODS:
-            raise BadRequestData("aggrPeriodDuration is too short for this time range")
-        nxt = period.after(start)
-        spans.append((start, nxt))
-        start = nxt
-    return spans
 
 
 def _instance_number(instance_id: str) -> int | None:

@@ -104,6 +104,12 @@ def parse_attribute(name: str, raw: Any, ctx: Context, now: str) -> list[Instanc
     return _Parser(ctx, now).attribute(name, raw)
 
 
+def parse_instances(name: str, items: list[Any], ctx: Context, now: str) -> list[Instance]:
+    """Instances of one attribute at several times (a temporal body): datasetIds may repeat."""
+    parser = _Parser(ctx, now)
+    return [parser.instance(name, item) for item in items]
+
+
 def parse_patch(name: str, raw: Any, ctx: Context) -> Instance:
     """5.6.4: a partial attribute fragment; type and value may be left out."""
     if not isinstance(raw, dict) or not any(k != "@context" for k in raw):

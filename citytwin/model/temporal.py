@@ -15,7 +15,7 @@ from citytwin.model.entity import (
     Entity,
     Instance,
     expand_name,
-    parse_attribute,
+    parse_instances,
     parse_types,
 )
 from citytwin.model.history import TIME_PROPERTIES, TimeWindow
@@ -159,8 +159,8 @@ def parse_temporal_entity(body: Any, ctx: Context, now: str, fragment: bool) -> 
         if name in ENTITY_MEMBERS:
             continue
         iri = expand_name(name, ctx)
-        for item in raw if isinstance(raw, list) else [raw]:
-            instances.extend((iri, inst) for inst in parse_attribute(name, item, ctx, now))
+        items = raw if isinstance(raw, list) else [raw]
+        instances.extend((iri, inst) for inst in parse_instances(name, items, ctx, now))
     return TemporalBody(entity_id, types, scope, instances)
 
 

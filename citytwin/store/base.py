@@ -217,9 +217,12 @@ class Store(Protocol):
         tenant: str,
         entity_ids: list[str],
         query: HistoryQuery,
-        origin: int,
-        period: int | None,
-    ) -> list[tuple[str, str, str | None, int, tuple[Any, ...], bool]]: ...
+        spans: list[tuple[int, int]],
+        methods: tuple[str, ...],
+    ) -> list[tuple[str, str, str | None, int, tuple[Any, ...], bool]]:
+        """The totals (count, distinct, sum, min, max, sum of squares) that the aggregation
+        methods need, of each [start, end) span holding instances, per series."""
+        ...
 
     async def delete_history(
         self, tenant: str, entity_id: str, attr: str, datasets: set[str] | None

@@ -299,41 +299,74 @@ _VALUE = (
     " json_extract(body, '$.valueList'), json_extract(body, '$.objectList'),"
     " json_extract(body, '$.json'))"
 )
-_NUMERIC_AGGREGATES = "count(*), count(DISTINCT num), sum(num), min(num), max(num), sum(num * num)"
-_OTHER_AGGREGATES = (
-    f"count(*), count(DISTINCT {_VALUE}), sum(num), min({_VALUE}), max({_VALUE}), sum(num * num)"
-)
+# the totals every aggregation method is computed from, in this order (None when not asked for)
+TOTALS = ("count", "distinct", "sum", "min", "max", "sumsq")
+_NEEDS = {"totalCount": ("count",), "distinctCount": ("distinct",), "sum": ("sum",),
+          "avg": ("sum", "count"), "min": ("min",), "max": ("max",), "sumsq": ("sumsq",),
+          "stddev": ("sum", "sumsq", "count")}  # fmt: skip
+SPAN_SCAN_MAX = 5000  # periods a series read one index range each; more: one GROUP BY
+
+
+def _totals_sql(methods: tuple[str, ...], numeric: bool) -> tuple[list[str], str]:
+    wanted = [t for t in TOTALS if any(t in _NEEDS[m] for m in methods) or t == "count"]
+    value = "num" if numeric else _VALUE
+    sql = {"count": "count(*)", "distinct": f"count(DISTINCT {value})", "sum": "sum(num)",
+           "min": f"min({value})", "max": f"max({value})", "sumsq": "sum(num * num)"}  # fmt: skip
+    return wanted, ", ".join(sql[t] for t in wanted)
 
 
 def aggregate(
     conn: sqlite3.Connection,
     series: list[Series],
-    window: TimeWindow,
-    origin: int,
-    period: int | None,
+    prop: str,
+    spans: list[tuple[int, int]],
+    methods: tuple[str, ...],
 ) -> list[tuple[Series, int, tuple[Any, ...]]]:
-    """(series, period number, (count, distinct, sum, min, max, sum of squares)) of every period
-    with at least one instance; periods of `period` microseconds from `origin`, or one period
-    over the whole window when None. Tombstones are not counted."""
-    col = COLUMNS[window.prop]
-    where, args = _window(col, window)
-    bucket = f"({col} - ?) / ?" if period else "0"
-    bucket_args = [origin, period] if period else []
+    """(series, span number, totals) of every span [start, end) holding instances; totals are
+    TOTALS, None where no method asked for them. Tombstones are not counted.
+
+    Each span of each series is one index range (no sort); with many short spans of equal
+    length, one GROUP BY over the whole range instead."""
+    col = COLUMNS[prop]
     found = []
-    for numeric in (True, False):
-        group = {s.sid: s for s in series if s.numeric is numeric}
-        if not group:
-            continue
-        columns = _NUMERIC_AGGREGATES if numeric else _OTHER_AGGREGATES
-        keep = "num IS NOT NULL" if numeric else "deleted IS NULL"
-        sql = (
-            f"SELECT sid, {bucket} AS b, {columns} FROM history"
-            f" WHERE sid IN (SELECT value FROM json_each(?)) AND {where} AND {keep}"
-            " GROUP BY sid, b ORDER BY sid, b"
-        )
-        rows = conn.execute(sql, (*bucket_args, orjson.dumps(list(group)).decode(), *args))
-        found.extend((group[sid], b, values) for sid, b, *values in rows)
+    uniform = len({end - start for start, end in spans}) == 1
+    for s in series:
+        wanted, columns = _totals_sql(methods, s.numeric)
+        keep = "num IS NOT NULL" if s.numeric else "deleted IS NULL"
+        if len(spans) > SPAN_SCAN_MAX and uniform:
+            rows = _grouped(conn, s.sid, col, keep, columns, spans)
+        else:
+            rows = _spanned(conn, s.sid, col, keep, columns, spans)
+        for number, values in rows:
+            totals = dict(zip(wanted, values, strict=True))
+            if totals["count"]:
+                found.append((s, number, tuple(totals.get(t) for t in TOTALS)))
     return found
+
+
+def _spanned(
+    conn: sqlite3.Connection, sid: int, col: str, keep: str, columns: str, spans: list[Any]
+) -> list[tuple[int, list[Any]]]:
+    sql = (
+        f"SELECT s.key, (SELECT json_array({columns}) FROM history WHERE sid = ? AND {keep}"
+        f" AND {col} >= json_extract(s.value, '$[0]') AND {col} < json_extract(s.value, '$[1]'))"
+        " FROM json_each(?) s"
+    )
+    rows = conn.execute(sql, (sid, orjson.dumps(spans).decode())).fetchall()
+    return [(key, orjson.loads(values)) for key, values in rows]
+
+
+def _grouped(
+    conn: sqlite3.Connection, sid: int, col: str, keep: str, columns: str, spans: list[Any]
+) -> list[tuple[int, list[Any]]]:
+    start, end = spans[0][0], spans[-1][1]
+    step = spans[0][1] - spans[0][0]
+    sql = (
+        f"SELECT ({col} - ?) / ?, {columns} FROM history WHERE sid = ? AND {keep}"
+        f" AND {col} >= ? AND {col} < ? GROUP BY 1"
+    )
+    rows = conn.execute(sql, (start, step, sid, start, end)).fetchall()
+    return [(number, list(values)) for number, *values in rows]
 
 
 def delete_series(

@@ -52,14 +52,14 @@ class TimelineMixin:
         tenant: str,
         entity_ids: list[str],
         query: HistoryQuery,
-        origin: int,
-        period: int | None,
+        spans: list[tuple[int, int]],
+        methods: tuple[str, ...],
     ) -> list[tuple[str, str, str | None, int, Totals, bool]]:
-        """(entity, attribute, datasetId, period number, totals, numeric) of each non-empty
-        period of query.window; totals are (count, distinct, sum, min, max, sum of squares)."""
+        """(entity, attribute, datasetId, span number, totals, numeric) of each span holding
+        instances; totals are (count, distinct, sum, min, max, sum of squares)."""
         series = self._series(tenant, entity_ids, query)
-        rows = h.aggregate(self.reader, series, query.window, origin, period)
-        return [(s.entity, s.attr, s.dataset, b, tuple(v), s.numeric) for s, b, v in rows]
+        rows = h.aggregate(self.reader, series, query.window.prop, spans, methods)
+        return [(s.entity, s.attr, s.dataset, n, v, s.numeric) for s, n, v in rows]
 
     async def delete_history(
         self, tenant: str, entity_id: str, attr: str, datasets: set[str] | None

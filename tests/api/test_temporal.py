@@ -149,14 +149,25 @@ async def test_simplified_representation(client: httpx.AsyncClient) -> None:
 
 
 def _expected(samples: list[tuple[int, float]], period: int) -> dict[int, list[float]]:
+    """Minutes' values by period (period in seconds, from the first sample)."""
     buckets: dict[int, list[float]] = {}
-    origin = samples[0][0]
+    origin = samples[0][0] * 60
     for minute, value in samples:
-        buckets.setdefault((minute - origin) // period, []).append(value)
+        buckets.setdefault((minute * 60 - origin) // period, []).append(value)
     return buckets
 
 
-async def test_aggregations_match_an_independent_computation(client: httpx.AsyncClient) -> None:
+def _second(origin_minute: int, seconds: int) -> str:
+    moment = datetime(2020, 8, 1, 12, 0, tzinfo=UTC) + timedelta(minutes=origin_minute)
+    return (moment + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# PT1H: a few periods, each read as one index range; PT1S: more periods than that is worth
+# (one GROUP BY instead); both checked against the same independent computation
+@pytest.mark.parametrize(("duration", "seconds"), [("PT1H", 3600), ("PT1S", 1)])
+async def test_aggregations_match_an_independent_computation(
+    client: httpx.AsyncClient, duration: str, seconds: int
+) -> None:
     rng = random.Random(7)
     minutes = sorted(rng.sample(range(0, 600), 120))
     samples = [(m, round(rng.uniform(-50, 50), 3)) for m in minutes]
@@ -164,15 +175,18 @@ async def test_aggregations_match_an_independent_computation(client: httpx.Async
     assert (await client.post("/temporal/entities", json=body, headers=JSON)).status_code == 201
     methods = "totalCount,distinctCount,sum,avg,min,max,stddev,sumsq"
     r = await temporal(
-        client, options="aggregatedValues", aggrMethods=methods, aggrPeriodDuration="PT1H"
+        client, options="aggregatedValues", aggrMethods=methods, aggrPeriodDuration=duration
     )
     assert r.status_code == 200, r.text
     got = r.json()["speed"]
-    expected = _expected(samples, 60)
+    expected = _expected(samples, seconds)
     assert len(got["avg"]) == len(expected)
     for i, (bucket, vs) in enumerate(sorted(expected.items())):
-        start = at(minutes[0] + bucket * 60)
-        assert got["avg"][i][1:] == [start, at(minutes[0] + bucket * 60 + 60)]
+        bounds = [
+            _second(minutes[0], bucket * seconds),
+            _second(minutes[0], (bucket + 1) * seconds),
+        ]
+        assert got["avg"][i][1:] == bounds
         mean = sum(vs) / len(vs)
         assert got["totalCount"][i][0] == len(vs)
         assert got["distinctCount"][i][0] == len(set(vs))
