@@ -158,8 +158,10 @@ class Timeline:
         low, high = await self.store.history_bounds(tenant, [entity_id], select)
         if low is None or high is None:
             return {}
-        spans, shown_end = period_spans(select.window, temporal.period, low, high)
-        rows = await self.store.aggregate(tenant, [entity_id], select, spans, temporal.methods)
+        window = select.window
+        spans, shown_end = period_spans(window, temporal.period, low, high)
+        ranges = [_clip(span, window) for span in spans]
+        rows = await self.store.aggregate(tenant, [entity_id], select, ranges, temporal.methods)
         out: Periods = {}
         for _, attr, dataset, n, totals, numeric in rows:
             start, end = spans[n]
@@ -167,6 +169,16 @@ class Timeline:
         if temporal.last_n is not None:
             out = {k: v[-temporal.last_n :] for k, v in out.items()}
         return out
+
+
+def _clip(span: tuple[int, int], window: TimeWindow) -> tuple[int, int]:
+    """A period as read: within the window (a period may run past the window's end)."""
+    start, end = span
+    if window.start is not None:
+        start = max(start, window.start)
+    if window.end is not None:
+        end = min(end, window.end)
+    return start, end
 
 
 def period_spans(

@@ -6,6 +6,7 @@ History is ordered and compared as integers, never as text: two valid spellings 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ def to_micros(text: str) -> int:
     return micros
 
 
+@functools.lru_cache(maxsize=65_536)
 def from_micros(micros: int) -> str:
     """The DateTime form citytwin writes: UTC, with a fraction only when there is one."""
     moment = EPOCH + timedelta(microseconds=micros)

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from citytwin.model.times import to_micros
+from citytwin.store import sqlite_rollup as rollup
 from citytwin.store.base import HistoryQuery, HistoryRow, TimeWindow
 
 V4 = """
@@ -41,7 +42,7 @@ CREATE TABLE history (
 );
 CREATE INDEX history_observed ON history (sid, observed, num);
 CREATE INDEX history_created ON history (sid, created);
-"""
+"""  # with sqlite_rollup.V5 in the same migration
 
 NULL_URI = "urn:ngsi-ld:null"
 SCOPE = "scope"  # the series of an entity's scope (attribute names are IRIs: never "scope")
@@ -138,6 +139,18 @@ def append(conn: sqlite3.Connection, cache: SeriesCache, records: Iterable[Recor
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
+    dirty = {(sid, rollup.hour_of(observed)) for sid, observed in replaced}
+    rollup.add(
+        conn,
+        (
+            (sid, observed, num)
+            for sid, observed, _, _, _, num, _ in rows
+            if num is not None
+            and observed is not None
+            and (sid, rollup.hour_of(observed)) not in dirty
+        ),
+    )
+    rollup.recompute(conn, dirty)
 
 
 def tombstone(inst: dict[str, Any]) -> dict[str, Any]:
@@ -208,9 +221,14 @@ def shape(entity: dict[str, Any]) -> dict[str, dict[str | None, Any]]:
 
 def forget(conn: sqlite3.Connection, tenant: str, entity_ids: Iterable[str]) -> None:
     """Drop the whole history of entities (their series rows stay: sids are cached)."""
+    keys = [(tenant, i) for i in entity_ids]
     conn.executemany(
         "DELETE FROM history WHERE sid IN (SELECT sid FROM series WHERE tenant = ? AND entity = ?)",
-        [(tenant, i) for i in entity_ids],
+        keys,
+    )
+    conn.executemany(
+        "DELETE FROM rollup WHERE sid IN (SELECT sid FROM series WHERE tenant = ? AND entity = ?)",
+        keys,
     )
 
 
@@ -277,19 +295,25 @@ def _window(col: str, window: TimeWindow) -> tuple[str, list[int]]:
 def bounds(
     conn: sqlite3.Connection, series: list[Series], window: TimeWindow
 ) -> tuple[int | None, int | None]:
-    """The oldest and newest instant of these series in the window (per-series index probes)."""
+    """The oldest and newest instant of these series in the window: two index probes a series
+    (min and max in one statement would scan the range)."""
     col = COLUMNS[window.prop]
     where, args = _window(col, window)
     low: int | None = None
     high: int | None = None
     for s in series:
-        first, last = conn.execute(
-            f"SELECT min({col}), max({col}) FROM history WHERE sid = ? AND {where}",
+        first = conn.execute(
+            f"SELECT {col} FROM history WHERE sid = ? AND {where} ORDER BY {col} LIMIT 1",
             (s.sid, *args),
         ).fetchone()
-        if first is not None:
-            low = first if low is None else min(low, first)
-            high = last if high is None else max(high, last)
+        if first is None:
+            continue
+        (last,) = conn.execute(
+            f"SELECT {col} FROM history WHERE sid = ? AND {where} ORDER BY {col} DESC LIMIT 1",
+            (s.sid, *args),
+        ).fetchone()
+        low = first[0] if low is None else min(low, first[0])
+        high = last if high is None else max(high, last)
     return low, high
 
 
@@ -325,48 +349,66 @@ def aggregate(
     """(series, span number, totals) of every span [start, end) holding instances; totals are
     TOTALS, None where no method asked for them. Tombstones are not counted.
 
-    Each span of each series is one index range (no sort); with many short spans of equal
-    length, one GROUP BY over the whole range instead."""
+    Spans on whole hours of numeric series are read from the hourly roll-ups; other spans are
+    one index range each (no sort), or, when there are very many short ones, one GROUP BY."""
     col = COLUMNS[prop]
     found = []
-    uniform = len({end - start for start, end in spans}) == 1
+    numbered = list(enumerate(spans))
     for s in series:
         wanted, columns = _totals_sql(methods, s.numeric)
         keep = "num IS NOT NULL" if s.numeric else "deleted IS NULL"
-        if len(spans) > SPAN_SCAN_MAX and uniform:
-            rows = _grouped(conn, s.sid, col, keep, columns, spans)
-        else:
-            rows = _spanned(conn, s.sid, col, keep, columns, spans)
+        rows: list[tuple[int, list[Any]]] = []
+        rest = numbered
+        if s.numeric and prop == "observedAt" and "distinct" not in wanted:
+            hourly = [(i, span) for i, span in numbered if rollup.usable(span)]
+            rows = rollup.spanned(conn, s.sid, hourly, wanted) if hourly else []
+            rest = [(i, span) for i, span in numbered if not rollup.usable(span)]
+        if len(rest) > SPAN_SCAN_MAX and len({e - b for _, (b, e) in rest[:-1]}) == 1:
+            rows += _grouped(conn, s.sid, col, keep, columns, rest)
+        elif rest:
+            rows += _spanned(conn, s.sid, col, keep, columns, rest)
         for number, values in rows:
             totals = dict(zip(wanted, values, strict=True))
             if totals["count"]:
                 found.append((s, number, tuple(totals.get(t) for t in TOTALS)))
-    return found
+    return sorted(found, key=lambda item: (item[0].sid, item[1]))
 
 
 def _spanned(
-    conn: sqlite3.Connection, sid: int, col: str, keep: str, columns: str, spans: list[Any]
+    conn: sqlite3.Connection,
+    sid: int,
+    col: str,
+    keep: str,
+    columns: str,
+    spans: list[tuple[int, tuple[int, int]]],
 ) -> list[tuple[int, list[Any]]]:
     sql = (
-        f"SELECT s.key, (SELECT json_array({columns}) FROM history WHERE sid = ? AND {keep}"
-        f" AND {col} >= json_extract(s.value, '$[0]') AND {col} < json_extract(s.value, '$[1]'))"
-        " FROM json_each(?) s"
+        f"SELECT s.value ->> 0, (SELECT json_array({columns}) FROM history WHERE sid = ?"
+        f" AND {keep} AND {col} >= s.value ->> 1 AND {col} < s.value ->> 2) FROM json_each(?) s"
     )
-    rows = conn.execute(sql, (sid, orjson.dumps(spans).decode())).fetchall()
+    flat = [(i, start, end) for i, (start, end) in spans]
+    rows = conn.execute(sql, (sid, orjson.dumps(flat).decode())).fetchall()
     return [(key, orjson.loads(values)) for key, values in rows]
 
 
 def _grouped(
-    conn: sqlite3.Connection, sid: int, col: str, keep: str, columns: str, spans: list[Any]
+    conn: sqlite3.Connection,
+    sid: int,
+    col: str,
+    keep: str,
+    columns: str,
+    spans: list[tuple[int, tuple[int, int]]],
 ) -> list[tuple[int, list[Any]]]:
-    start, end = spans[0][0], spans[-1][1]
-    step = spans[0][1] - spans[0][0]
+    """Contiguous spans of one length (the last may be cut short by the window)."""
+    first, (start, _) = spans[0]
+    step = spans[0][1][1] - start
+    end = spans[-1][1][1]
     sql = (
         f"SELECT ({col} - ?) / ?, {columns} FROM history WHERE sid = ? AND {keep}"
         f" AND {col} >= ? AND {col} < ? GROUP BY 1"
     )
     rows = conn.execute(sql, (start, step, sid, start, end)).fetchall()
-    return [(number, list(values)) for number, *values in rows]
+    return [(first + number, list(values)) for number, *values in rows]
 
 
 def delete_series(
@@ -381,40 +423,46 @@ def delete_series(
     return sum(conn.execute("DELETE FROM history WHERE sid = ?", sid).rowcount for sid in sids)
 
 
-def _instance_sid(conn: sqlite3.Connection, key: tuple[str, str, str], iid: int) -> int | None:
+def _instance(
+    conn: sqlite3.Connection, key: tuple[str, str, str], iid: int
+) -> tuple[int, int | None] | None:
+    """(sid, observed) of an instance of an entity's attribute."""
     row = conn.execute(
-        "SELECT h.sid FROM history h JOIN series s ON s.sid = h.sid"
+        "SELECT h.sid, h.observed FROM history h JOIN series s ON s.sid = h.sid"
         " WHERE h.iid = ? AND s.tenant = ? AND s.entity = ? AND s.attr = ?",
         (iid, *key),
     ).fetchone()
-    return row[0] if row else None
+    return (row[0], row[1]) if row else None
+
+
+def _rehour(conn: sqlite3.Connection, sid: int, *observed: int | None) -> None:
+    rollup.recompute(conn, [(sid, rollup.hour_of(t)) for t in observed if t is not None])
 
 
 def modify_instance(
     conn: sqlite3.Connection, key: tuple[str, str, str], iid: int, inst: dict[str, Any], at: str
 ) -> bool:
     """5.6.14: replace one instance, keeping its instanceId and createdAt."""
-    if _instance_sid(conn, key, iid) is None:
+    found = _instance(conn, key, iid)
+    if found is None:
         return False
     observed = inst.get("observedAt")
+    new = to_micros(observed) if isinstance(observed, str) else None
     body = {k: v for k, v in inst.items() if k not in _NOT_STORED}
     conn.execute(
         "UPDATE history SET observed = ?, modified = ?, num = ?, body = ? WHERE iid = ?",
-        (
-            to_micros(observed) if isinstance(observed, str) else None,
-            to_micros(at),
-            numeric_value(inst),
-            orjson.dumps(body).decode(),
-            iid,
-        ),
+        (new, to_micros(at), numeric_value(inst), orjson.dumps(body).decode(), iid),
     )
+    _rehour(conn, found[0], found[1], new)
     return True
 
 
 def delete_instance(conn: sqlite3.Connection, key: tuple[str, str, str], iid: int) -> bool:
-    if _instance_sid(conn, key, iid) is None:
+    found = _instance(conn, key, iid)
+    if found is None:
         return False
     conn.execute("DELETE FROM history WHERE iid = ?", (iid,))
+    _rehour(conn, *found)
     return True
 
 
@@ -439,4 +487,6 @@ def prune_series(conn: sqlite3.Connection, after_sid: int, cutoff: int) -> tuple
             "DELETE FROM history WHERE sid = ? AND observed IS NULL AND created < ?",
             (sid, cutoff),
         ).rowcount
+    rollup.drop(conn, sids, before_hour=rollup.hour_of(cutoff))
+    rollup.recompute(conn, [(sid, rollup.hour_of(cutoff)) for sid in sids])
     return dropped, (sids[-1] if sids else None)

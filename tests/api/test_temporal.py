@@ -406,3 +406,58 @@ async def test_retention_drops_old_instances(settings: Settings) -> None:
             task.cancel()
             body = (await temporal(c)).json()
     assert values(body, "speed") == [5] and "fuelLevel" not in body
+
+
+async def _hourly_from_instances(client: httpx.AsyncClient, since: str) -> dict[str, list[Any]]:
+    """The oracle: hourly count/sum/min/max computed here from the instances themselves."""
+    instances = (await temporal(client, timerel="after", timeAt=since, attrs="speed")).json()
+    hours: dict[str, list[float]] = {}
+    for inst in instances.get("speed", []):
+        if isinstance(inst["value"], int | float):
+            hours.setdefault(inst["observedAt"][:13], []).append(inst["value"])
+    return {h: [len(v), sum(v), min(v), max(v)] for h, v in sorted(hours.items())}
+
+
+async def _hourly_aggregated(client: httpx.AsyncClient, since: str) -> dict[str, list[Any]]:
+    r = await temporal(client, timerel="after", timeAt=since, attrs="speed",
+                       options="aggregatedValues", aggrMethods="totalCount,sum,min,max",
+                       aggrPeriodDuration="PT1H")  # fmt: skip
+    speed = r.json().get("speed", {})
+    got: dict[str, list[Any]] = {}
+    for method in ("totalCount", "sum", "min", "max"):
+        for value, start, _ in speed.get(method, []):
+            got.setdefault(start[:13], []).append(value)
+    return got
+
+
+async def test_hourly_rollups_stay_exact_through_every_kind_of_change(
+    client: httpx.AsyncClient,
+) -> None:
+    """Aggregations on whole hours read roll-ups; whatever changes instances, they must agree
+    with the instances themselves."""
+    rng = random.Random(11)
+    speed = [obs(rng.randint(0, 100), m) for m in range(0, 300, 7)]
+    await client.post("/temporal/entities", json={"id": CAR, "type": "V", "speed": speed},
+                      headers=JSON)  # fmt: skip
+    since = "2020-08-01T12:00:00Z"  # an hour boundary: the periods are whole hours
+    for step in range(12):
+        kind = step % 4
+        if kind == 0:  # the temporal upsert replaces instances at the same instant
+            again = [obs(rng.randint(0, 100), m) for m in rng.sample(range(0, 300, 7), 5)]
+            await client.post("/temporal/entities", json={"id": CAR, "type": "V",
+                              "speed": again}, headers=JSON)  # fmt: skip
+        elif kind == 1:  # a device reading through the core API
+            reading = obs(rng.randint(0, 100), rng.randint(0, 299))
+            await client.patch(f"/entities/{CAR}/attrs/speed", json=reading, headers=JSON)
+        else:
+            shown = (await temporal(client, attrs="speed")).json()["speed"]
+            one = rng.choice(shown)["instanceId"]
+            path = f"/temporal/entities/{CAR}/attrs/speed/{one}"
+            if kind == 2:  # corrected: a new value, maybe in another hour
+                fixed = obs(rng.randint(0, 100), rng.randint(0, 299))
+                assert (await client.patch(path, json=fixed, headers=JSON)).status_code == 204
+            else:
+                assert (await client.delete(path)).status_code == 204
+        assert await _hourly_aggregated(client, since) == await _hourly_from_instances(
+            client, since
+        ), f"after step {step}"
