@@ -124,7 +124,10 @@ async def post_query(request: Request) -> Response:
     temporal_q = data.get("temporalQ")
     if not isinstance(temporal_q, dict):
         raise BadRequestData("a temporal query needs temporalQ")
-    values = {**request.query_params, **temporal_q, **(data.get("aggrParams") or {})}
+    aggr = data.get("aggrParams") or {}
+    if not isinstance(aggr, dict):
+        raise BadRequestData("aggrParams must be an object")
+    values = {**request.query_params, **temporal_q, **aggr}
     temporal = _temporal(request, values, required=True)
     extra = {
         k: ",".join(data[k]) for k in ("attrs", "pick", "omit") if isinstance(data.get(k), list)

@@ -99,8 +99,11 @@ _COLUMNS = {"count": "sum(count)", "sum": "sum(sum)", "min": "min(min)", "max": 
 def spanned(
     conn: sqlite3.Connection, sid: int, spans: list[tuple[int, tuple[int, int]]], wanted: list[str]
 ) -> list[tuple[int, list[Any]]]:
-    """The totals of (numbered) spans from their hours: one index range of `rollup` a span."""
+    """The totals of (numbered) spans from their hours: one index range of `rollup` a span, or
+    for contiguous spans of one length, one GROUP BY over the hours they cover."""
     columns = ", ".join(_COLUMNS[t] for t in wanted)
+    if _contiguous(spans):
+        return _grouped(conn, sid, spans, columns)
     hours = [(i, start // HOUR, end // HOUR) for i, (start, end) in spans]
     sql = (
         f"SELECT s.value ->> 0, (SELECT json_array({columns}) FROM rollup WHERE sid = ?"
@@ -108,3 +111,26 @@ def spanned(
     )
     rows = conn.execute(sql, (sid, orjson.dumps(hours).decode())).fetchall()
     return [(key, orjson.loads(values)) for key, values in rows]
+
+
+def _contiguous(spans: list[tuple[int, tuple[int, int]]]) -> bool:
+    if len(spans) < 2:
+        return False
+    step = spans[0][1][1] - spans[0][1][0]
+    return all(
+        number == spans[0][0] + k and start == spans[0][1][0] + k * step and end - start == step
+        for k, (number, (start, end)) in enumerate(spans)
+    )
+
+
+def _grouped(
+    conn: sqlite3.Connection, sid: int, spans: list[tuple[int, tuple[int, int]]], columns: str
+) -> list[tuple[int, list[Any]]]:
+    first, (start, _) = spans[0]
+    hours = (spans[0][1][1] - start) // HOUR
+    sql = (
+        f"SELECT (hour - ?) / ?, {columns} FROM rollup WHERE sid = ? AND hour >= ? AND hour < ?"
+        " GROUP BY 1"
+    )
+    args = (start // HOUR, hours, sid, start // HOUR, spans[-1][1][1] // HOUR)
+    return [(first + n, list(values)) for n, *values in conn.execute(sql, args)]

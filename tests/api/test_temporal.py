@@ -461,3 +461,14 @@ async def test_hourly_rollups_stay_exact_through_every_kind_of_change(
         assert await _hourly_aggregated(client, since) == await _hourly_from_instances(
             client, since
         ), f"after step {step}"
+    two_hours = await temporal(client, timerel="after", timeAt=since, attrs="speed",
+                               options="aggregatedValues", aggrMethods="sum",
+                               aggrPeriodDuration="PT2H")  # fmt: skip
+    hourly = await _hourly_from_instances(client, since)
+    expected: dict[str, float] = {}
+    for hour, (_, total, _, _) in hourly.items():
+        start = int(hour[-2:]) - (int(hour[-2:]) - 12) % 2
+        key = f"{hour[:-2]}{start:02d}"
+        expected[key] = expected.get(key, 0) + total
+    got = {s[:13]: v for v, s, _ in two_hours.json()["speed"]["sum"]}
+    assert got == pytest.approx(expected)
