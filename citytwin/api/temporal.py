@@ -44,8 +44,7 @@ def _temporal(request: Request, values: Mapping[str, Any], required: bool) -> Te
 def _view(request: Request, extra: Mapping[str, str] | None = None) -> View:
     """pick/omit/attrs/lang/datasetId as for entities (the temporal forms are Temporal's)."""
     values = {k: v for k, v in request.query_params.items() if k not in ("options", "format")}
-    sys_attrs = "sysAttrs" in request.query_params.get("options", "")
-    return params.view_of({**values, **(extra or {})}, frozenset({"sysAttrs"} if sys_attrs else ()))
+    return params.view_of({**values, **(extra or {})}, frozenset())
 
 
 def _attrs(view: View, ctx: Context) -> frozenset[str] | None:

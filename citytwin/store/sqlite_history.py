@@ -324,19 +324,24 @@ _VALUE = (
     " json_extract(body, '$.json'))"
 )
 # the totals every aggregation method is computed from, in this order (None when not asked for)
-TOTALS = ("count", "distinct", "sum", "min", "max", "sumsq")
+TOTALS = rollup.TOTALS
 _NEEDS = {"totalCount": ("count",), "distinctCount": ("distinct",), "sum": ("sum",),
           "avg": ("sum", "count"), "min": ("min",), "max": ("max",), "sumsq": ("sumsq",),
           "stddev": ("sum", "sumsq", "count")}  # fmt: skip
 SPAN_SCAN_MAX = 5000  # periods a series read one index range each; more: one GROUP BY
 
 
-def _totals_sql(methods: tuple[str, ...], numeric: bool) -> tuple[list[str], str]:
-    wanted = [t for t in TOTALS if any(t in _NEEDS[m] for m in methods) or t == "count"]
+def wanted_totals(methods: tuple[str, ...]) -> list[str]:
+    """The totals the methods need (count always: it tells empty periods)."""
+    return [t for t in TOTALS if t == "count" or any(t in _NEEDS[m] for m in methods)]
+
+
+def _totals_sql(wanted: list[str], numeric: bool) -> str:
+    """All of TOTALS as columns, NULL for those not wanted: rows come out in TOTALS order."""
     value = "num" if numeric else _VALUE
     sql = {"count": "count(*)", "distinct": f"count(DISTINCT {value})", "sum": "sum(num)",
            "min": f"min({value})", "max": f"max({value})", "sumsq": "sum(num * num)"}  # fmt: skip
-    return wanted, ", ".join(sql[t] for t in wanted)
+    return ", ".join(sql[t] if t in wanted else "NULL" for t in TOTALS)
 
 
 def aggregate(
@@ -352,25 +357,28 @@ def aggregate(
     Spans on whole hours of numeric series are read from the hourly roll-ups; other spans are
     one index range each (no sort), or, when there are very many short ones, one GROUP BY."""
     col = COLUMNS[prop]
-    found = []
+    wanted = wanted_totals(methods)
     numbered = list(enumerate(spans))
+    hourly, rest = numbered, []
+    if prop != "observedAt" or "distinct" in wanted:
+        hourly, rest = [], numbered
+    else:
+        hourly = [(i, span) for i, span in numbered if rollup.usable(span)]
+        rest = [(i, span) for i, span in numbered if not rollup.usable(span)]
+    in_order = rollup.contiguous(hourly)
+    found = []
     for s in series:
-        wanted, columns = _totals_sql(methods, s.numeric)
+        columns = _totals_sql(wanted, s.numeric)
         keep = "num IS NOT NULL" if s.numeric else "deleted IS NULL"
-        rows: list[tuple[int, list[Any]]] = []
-        rest = numbered
-        if s.numeric and prop == "observedAt" and "distinct" not in wanted:
-            hourly = [(i, span) for i, span in numbered if rollup.usable(span)]
-            rows = rollup.spanned(conn, s.sid, hourly, wanted) if hourly else []
-            rest = [(i, span) for i, span in numbered if not rollup.usable(span)]
-        if len(rest) > SPAN_SCAN_MAX and len({e - b for _, (b, e) in rest[:-1]}) == 1:
-            rows += _grouped(conn, s.sid, col, keep, columns, rest)
-        elif rest:
-            rows += _spanned(conn, s.sid, col, keep, columns, rest)
-        for number, values in rows:
-            totals = dict(zip(wanted, values, strict=True))
-            if totals["count"]:
-                found.append((s, number, tuple(totals.get(t) for t in TOTALS)))
+        rows: list[tuple[int, Any]] = []
+        raw = rest if s.numeric else numbered
+        if s.numeric and hourly:
+            rows = rollup.spanned(conn, s.sid, hourly, wanted, in_order)
+        if len(raw) > SPAN_SCAN_MAX and len({e - b for _, (b, e) in raw[:-1]}) == 1:
+            rows += _grouped(conn, s.sid, col, keep, columns, raw)
+        elif raw:
+            rows += _spanned(conn, s.sid, col, keep, columns, raw)
+        found.extend((s, number, tuple(values)) for number, values in rows if values[0])
     return sorted(found, key=lambda item: (item[0].sid, item[1]))
 
 

@@ -31,6 +31,7 @@ CREATE TABLE rollup (
 """
 
 Bucket = tuple[int, int]  # sid, hour
+TOTALS = ("count", "distinct", "sum", "min", "max", "sumsq")  # what aggregations need
 
 
 def hour_of(observed: int) -> int:
@@ -97,40 +98,51 @@ _COLUMNS = {"count": "sum(count)", "sum": "sum(sum)", "min": "min(min)", "max": 
 
 
 def spanned(
-    conn: sqlite3.Connection, sid: int, spans: list[tuple[int, tuple[int, int]]], wanted: list[str]
-) -> list[tuple[int, list[Any]]]:
+    conn: sqlite3.Connection,
+    sid: int,
+    spans: list[tuple[int, tuple[int, int]]],
+    wanted: list[str],
+    contiguous: bool,
+) -> list[tuple[int, tuple[Any, ...]]]:
     """The totals of (numbered) spans from their hours: one index range of `rollup` a span, or
-    for contiguous spans of one length, one GROUP BY over the hours they cover."""
-    columns = ", ".join(_COLUMNS[t] for t in wanted)
-    if _contiguous(spans):
-        return _grouped(conn, sid, spans, columns)
+    for contiguous spans of one length (see `contiguous`), one range read over them all."""
+    if contiguous:
+        return _ranged(conn, sid, spans, wanted)
+    columns = ", ".join(_COLUMNS[t] if t in wanted else "NULL" for t in TOTALS)
     hours = [(i, start // HOUR, end // HOUR) for i, (start, end) in spans]
     sql = (
         f"SELECT s.value ->> 0, (SELECT json_array({columns}) FROM rollup WHERE sid = ?"
         " AND hour >= s.value ->> 1 AND hour < s.value ->> 2) FROM json_each(?) s"
     )
     rows = conn.execute(sql, (sid, orjson.dumps(hours).decode())).fetchall()
-    return [(key, orjson.loads(values)) for key, values in rows]
+    return [(key, tuple(orjson.loads(values))) for key, values in rows]
 
 
-def _contiguous(spans: list[tuple[int, tuple[int, int]]]) -> bool:
+def contiguous(spans: list[tuple[int, tuple[int, int]]]) -> bool:
+    """Numbered spans one after the other, all of one length."""
     if len(spans) < 2:
         return False
-    step = spans[0][1][1] - spans[0][1][0]
+    first, (start, end) = spans[0]
+    step = end - start
     return all(
-        number == spans[0][0] + k and start == spans[0][1][0] + k * step and end - start == step
-        for k, (number, (start, end)) in enumerate(spans)
+        n == first + k and b == start + k * step and e - b == step
+        for k, (n, (b, e)) in enumerate(spans)
     )
 
 
-def _grouped(
-    conn: sqlite3.Connection, sid: int, spans: list[tuple[int, tuple[int, int]]], columns: str
-) -> list[tuple[int, list[Any]]]:
-    first, (start, _) = spans[0]
-    hours = (spans[0][1][1] - start) // HOUR
+def _ranged(
+    conn: sqlite3.Connection, sid: int, spans: list[tuple[int, tuple[int, int]]], wanted: list[str]
+) -> list[tuple[int, tuple[Any, ...]]]:
+    """Hourly spans are the rows themselves; longer ones group whole hours."""
+    first, (start, end) = spans[0]
+    hours = (end - start) // HOUR
+    bare = {"count": "count", "sum": "sum", "min": "min", "max": "max", "sumsq": "sumsq"}
+    names = bare if hours == 1 else _COLUMNS
+    columns = ", ".join(names[t] if t in wanted else "NULL" for t in TOTALS)
+    grouped = "" if hours == 1 else " GROUP BY 1"
     sql = (
         f"SELECT (hour - ?) / ?, {columns} FROM rollup WHERE sid = ? AND hour >= ? AND hour < ?"
-        " GROUP BY 1"
+        + grouped
     )
     args = (start // HOUR, hours, sid, start // HOUR, spans[-1][1][1] // HOUR)
-    return [(first + n, list(values)) for n, *values in conn.execute(sql, args)]
+    return [(first + n, tuple(values)) for n, *values in conn.execute(sql, args)]
