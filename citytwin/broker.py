@@ -127,10 +127,10 @@ class Broker:
     async def replace_entity(self, tenant: str, entity_id: str, body: Any, ctx: Context) -> None:
         """5.6.18: everything but the id and createdAt is replaced."""
         check_uri(entity_id, "entity id")
-        new = parse_entity(body, ctx, now(), need_id=False)
+        stamp = now()  # the new instances' and the entity's modifiedAt are one instant
+        new = parse_entity(body, ctx, stamp, need_id=False)
         if new["id"] not in (None, entity_id):
             raise BadRequestData("the body's id differs from the entity id in the path")
-        stamp = now()
         await self._one(
             tenant, entity_id, _existing(lambda e: Change(update.replace_entity(e, new, stamp)))
         )

@@ -27,7 +27,7 @@ from citytwin.model.temporal import (
     newer,
     parse_temporal_entity,
 )
-from citytwin.model.temporal_page import Key, by_series, cut
+from citytwin.model.temporal_page import Key, Stuck, by_series, cut
 from citytwin.model.temporal_render import INSTANCE_PREFIX, SCOPE
 from citytwin.model.times import Duration, to_micros
 from citytwin.model.validate import check_uri
@@ -104,7 +104,7 @@ class Timeline:
         self, tenant: str, entity_id: str, attr: str, ctx: Context | None = None
     ) -> str:
         check_uri(entity_id, "entity id")
-        iri = expand_name(attr, ctx) if ctx is not None else attr
+        iri = expand_name(attr, ctx) if ctx is not None and attr != SCOPE else attr
         await self.broker.get_entity(tenant, entity_id)
         if iri not in await self.store.history_attrs(tenant, entity_id):
             raise ResourceNotFound(f"entity {entity_id} has no attribute {attr}")
@@ -142,9 +142,14 @@ class Timeline:
             periods = {e["id"]: await self._periods(tenant, e["id"], select, temporal)
                        for e in entities}  # fmt: skip
             return History(entities, {}, periods)
+        ids = [e["id"] for e in entities]
         wanted = replace(select, last_n=temporal.last_n, limit=self.cap + 1)
-        rows = await self.store.history(tenant, [e["id"] for e in entities], wanted)
-        series, content_range = cut(by_series(rows), temporal, self.cap)
+        rows = await self.store.history(tenant, ids, wanted)
+        try:
+            series, content_range = cut(by_series(rows), temporal, self.cap)
+        except Stuck:  # more than a page at one instant: all of it, rather than no progress
+            rows = await self.store.history(tenant, ids, replace(wanted, limit=None))
+            series, content_range = by_series(rows), None
         per_entity: dict[str, dict[Key, list[Any]]] = {e["id"]: {} for e in entities}
         for key, items in series.items():
             per_entity[key[0]][key] = items
@@ -191,13 +196,13 @@ def period_spans(
     if period.zero:
         return [(origin, end)], (window.end if window.end is not None else high)
     if period.months:
-        spans, start = [], origin
+        spans, n, start = [], 0, origin
         while start < end:
-            nxt = period.after(start)
+            nxt = period.nth(origin, n + 1)
             if nxt > low:
                 spans.append((start, nxt))
-            start = nxt
-            if len(spans) > MAX_PERIODS:
+            start, n = nxt, n + 1
+            if n > MAX_PERIODS:
                 raise BadRequestData("aggrPeriodDuration is too short for this time range")
         return spans, None
     step = period.micros
@@ -229,7 +234,9 @@ async def retain(store: Store, days: float, every: float = RETENTION_EVERY) -> N
 def _instance_number(instance_id: str) -> int | None:
     check_uri(instance_id, "instanceId")
     number = instance_id.removeprefix(INSTANCE_PREFIX)
-    return int(number) if number != instance_id and number.isdigit() else None
+    if number == instance_id or not (number.isascii() and number.isdigit()) or len(number) > 18:
+        return None
+    return int(number)
 
 
 def _one_instance(attr: str, body: Any, ctx: Context) -> Instance:

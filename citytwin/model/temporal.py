@@ -111,7 +111,7 @@ def _last_n(raw: Any) -> int | None:
     if raw is None:
         return None
     text = str(raw)
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 2**31:
         raise BadRequestData(f"lastN must be a positive integer, not {raw!r}")
     return int(text)
 

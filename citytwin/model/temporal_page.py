@@ -29,11 +29,16 @@ def by_series(rows: list[HistoryRow]) -> dict[Key, list[HistoryRow]]:
     return out
 
 
+class Stuck(Exception):
+    """More instances than the cap share one instant: no page could ever get past it."""
+
+
 def cut(
     series: dict[Key, list[HistoryRow]], temporal: Temporal, cap: int
 ) -> tuple[dict[Key, list[HistoryRow]], str | None]:
     """Keep at most `cap` instances a series (they were read with one more, to tell); when any
-    had more, cut every series at one instant and say so in a Content-Range value."""
+    had more, cut every series at one instant and say so in a Content-Range value. Raises
+    Stuck when the next page would start where this one does."""
     prop, backwards = temporal.window.prop, temporal.last_n is not None
     full = {k: rows for k, rows in series.items() if len(rows) > cap}
     if not full or (backwards and temporal.last_n is not None and temporal.last_n <= cap):
@@ -42,11 +47,15 @@ def cut(
     times = [instant(r, prop) for rows in kept.values() for r in rows]
     if backwards:
         end = max(instant(kept[k][0], prop) for k in full)
+        if not any(t > end for t in times):
+            raise Stuck
         kept = {k: [r for r in rows if instant(r, prop) >= end] for k, rows in kept.items()}
         start = _backwards_start(temporal, max(times))
         size = str(temporal.last_n)
     else:
         end = min(instant(kept[k][-1], prop) for k in full)
+        if not any(t < end for t in times):
+            raise Stuck
         kept = {k: [r for r in rows if instant(r, prop) <= end] for k, rows in kept.items()}
         start = temporal.window.start if temporal.timerel in ("after", "between") else min(times)
         size = "*"

@@ -128,7 +128,9 @@ def time_text(row: HistoryRow, prop: str) -> str:
 
 # -- aggregations ------------------------------------------------------------------------------
 
-Totals = tuple[Any, ...]  # count, distinct, sum, min, max, sum of squares
+# count, distinct, sum, min, max, sum of squares, and the sums of the deviations (and of their
+# squares) from one value of the series
+Totals = tuple[Any, ...]
 
 
 def render_aggregates(
@@ -162,7 +164,7 @@ def render_aggregates(
 
 
 def _method(method: str, totals: Totals, numeric: bool, name: str) -> Any:
-    count, distinct, total, low, high, squares = totals
+    count, distinct, total, low, high, squares, dev1, dev2 = totals
     if method in NUMERIC_ONLY and not numeric:
         raise InvalidRequest(f"{method} does not apply to {name}: its values are not numbers")
     if method == "totalCount":
@@ -177,8 +179,7 @@ def _method(method: str, totals: Totals, numeric: bool, name: str) -> Any:
         return total
     if method == "sumsq":
         return squares
-    mean = total / count
     if method == "avg":
-        return mean
+        return total / count
     # stddev: of all the instances of the period (a population, not a sample of one)
-    return math.sqrt(max(squares / count - mean * mean, 0.0))
+    return math.sqrt(max(dev2 / count - (dev1 / count) ** 2, 0.0))

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from citytwin.errors import BadRequestData
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FIRST = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z, in microseconds from the epoch
+LAST = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
 _MICROS: dict[str, int] = {}
 
 
@@ -30,6 +32,8 @@ def to_micros(text: str) -> int:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - EPOCH
     micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if not FIRST <= micros <= LAST:
+        raise BadRequestData(f"{text!r} is outside the years 1 to 9999 in UTC")
     if len(_MICROS) > 65_536:
         _MICROS.clear()
     _MICROS[text] = micros
@@ -67,18 +71,27 @@ class Duration:
     def zero(self) -> bool:
         return self.months == 0 and self.micros == 0
 
-    def after(self, start: int) -> int:
-        """The instant this duration after `start` (months added on the calendar)."""
+    def nth(self, origin: int, n: int) -> int:
+        """The instant n of these durations after `origin`: months are added on the calendar
+        from the origin each time (from Jan 31: Feb 29, Mar 31...), so periods do not drift."""
+        start = origin
         if self.months:
-            moment = EPOCH + timedelta(microseconds=start)
-            total = moment.year * 12 + moment.month - 1 + self.months
+            moment = EPOCH + timedelta(microseconds=origin)
+            total = moment.year * 12 + moment.month - 1 + self.months * n
             year, month = divmod(total, 12)
+            if not 1 <= year <= 9999:
+                raise BadRequestData("aggrPeriodDuration runs past the year 9999")
             day = min(moment.day, _days_in(year, month + 1))
             start = to_micros(moment.replace(year=year, month=month + 1, day=day).isoformat())
-        return start + self.micros
+        return start + self.micros * n
 
 
-def parse_duration(text: str, what: str = "aggrPeriodDuration") -> Duration:
+MAX_DURATION = 1000 * 366 * 86_400 * 1_000_000  # microseconds: a thousand years
+
+
+def parse_duration(text: object, what: str = "aggrPeriodDuration") -> Duration:
+    if not isinstance(text, str) or not text.isascii():
+        raise BadRequestData(f"{what} must be an ISO 8601 duration such as PT1H, not {text!r}")
     match = _DURATION.fullmatch(text)
     if match is None or text.endswith("T"):
         raise BadRequestData(f"{what} must be an ISO 8601 duration such as PT1H, not {text!r}")
@@ -87,6 +100,8 @@ def parse_duration(text: str, what: str = "aggrPeriodDuration") -> Duration:
     if months != int(months):
         raise BadRequestData(f"{what}: years and months must be whole, not {text!r}")
     seconds = sum(_FIXED[k] * v for k, v in parts.items())
+    if months > 12_000 or seconds * 1_000_000 > MAX_DURATION:
+        raise BadRequestData(f"{what} is longer than a thousand years: {text!r}")
     return Duration(int(months), round(seconds * 1_000_000))
 
 

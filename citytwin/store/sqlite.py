@@ -64,7 +64,6 @@ class _Writer(threading.Thread):
         super().__init__(name="citytwin-sqlite-writer", daemon=True)
         self.conn = conn
         self.after_commit: Callable[[], None] | None = None
-        self.on_rollback: Callable[[], None] = lambda: None
         self.lock = open(lock_path, "a+b")  # held for the writer's lifetime
         self.jobs: queue.SimpleQueue[tuple[Job, asyncio.Future[Any]] | None] = queue.SimpleQueue()
 
@@ -95,7 +94,6 @@ class _Writer(threading.Thread):
         except Exception as exc:  # the commit itself failed: nothing of the group was written
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            self.on_rollback()
             results = [(False, exc)] * len(group)
         finally:
             fcntl.flock(self.lock, fcntl.LOCK_UN)
@@ -111,7 +109,6 @@ class _Writer(threading.Thread):
         except Exception as exc:
             self.conn.execute("ROLLBACK TO job")
             self.conn.execute("RELEASE job")
-            self.on_rollback()
             return False, exc
         self.conn.execute("RELEASE job")
         return True, value
@@ -135,13 +132,11 @@ class SqliteStore(LogMixin, TimelineMixin):
         self._reader: sqlite3.Connection | None = None
         self._writer: _Writer | None = None
         self._leases: dict[str, Any] = {}
-        self.series = history.SeriesCache()  # used by the writer thread only
 
     async def open(self) -> None:
         conn = connect(self.path, self.synchronous)
         migrate(conn)
         self._writer = _Writer(conn, self.path + ".lock")
-        self._writer.on_rollback = self.series.sids.clear
         self._writer.start()
         self._reader = connect(self.path, self.synchronous)
 
@@ -204,7 +199,7 @@ class SqliteStore(LogMixin, TimelineMixin):
         return orjson.loads(row[0]) if row else None
 
     async def mutate(self, tenant: str, ops: Sequence[tuple[str, MutateFn]]) -> list[Any]:
-        return await self._write(lambda conn: _Batch(conn, tenant, self.series).run(ops))
+        return await self._write(lambda conn: _Batch(conn, tenant).run(ops))
 
     async def mutate_attribute(
         self, tenant: str, entity_id: str, name: str, fn: AttributeFn, modified_at: str
@@ -239,7 +234,7 @@ class SqliteStore(LogMixin, TimelineMixin):
             record(conn, [(tenant, entity_id, touched, before, after, _now())])
             state = {"attrs": {name: instances} if instances else {}, "modifiedAt": modified_at}
             records = history.derive(tenant, entity_id, shape, state, modified_at)
-            history.append(conn, self.series, records)
+            history.append(conn, records)
             return None
 
         return await self._write(job)
@@ -315,11 +310,11 @@ class _Batch:
     function changes nothing), and the final states are written with one statement per kind.
     """
 
-    def __init__(self, conn: sqlite3.Connection, tenant: str, series: history.SeriesCache) -> None:
+    def __init__(self, conn: sqlite3.Connection, tenant: str) -> None:
         self.conn = conn
         self.tenant = tenant
-        self.series = series
-        self.history: dict[str, list[history.Record]] = {}
+        self.history: dict[str, dict[Any, history.Record]] = {}
+        self.deleted: set[str] = set()
         self.docs: dict[str, bytes | None] = {}
         self.original: dict[str, bytes | None] = {}
         self.existed: dict[str, bool] = {}
@@ -361,20 +356,24 @@ class _Batch:
         return change.result
 
     def _remember(self, entity_id: str, before: Any, change: Change) -> None:
+        """What the change adds to the entity's history. Several changes of one entity in one
+        batch share their instant, so a later one replaces what an earlier one wrote of the
+        same attribute instance; a deletion drops everything before it (and the history)."""
         entity = change.entity
-        if entity is None:  # the entity's history goes with it
-            self.history[entity_id] = []
+        if entity is None:
+            self.history[entity_id] = {}
+            self.deleted.add(entity_id)
             return
         at = entity["modifiedAt"]
+        kept = self.history.setdefault(entity_id, {})
         if change.history is None:
-            found = history.derive(self.tenant, entity_id, before, entity, at)
-        else:
-            tenant = self.tenant
-            found = (
-                history.Record(tenant, entity_id, h.attr, h.instance, at, h.deleted, h.replaces)
-                for h in change.history
+            for r in history.derive(self.tenant, entity_id, before, entity, at):
+                kept[(r.attr, r.instance.get("datasetId"))] = r
+            return
+        for n, h in enumerate(change.history, start=len(kept)):
+            kept[n] = history.Record(
+                self.tenant, entity_id, h.attr, h.instance, at, h.deleted, h.replaces
             )
-        self.history.setdefault(entity_id, []).extend(found)
 
     def _flush(self) -> None:
         inserts, updates, deletes = [], [], []
@@ -411,8 +410,8 @@ class _Batch:
         new = frozenset(i for i in self.final if not self.existed[i])
         reindex(self.conn, self.tenant, self.final, new)
         record(self.conn, list(self._changes()))
-        history.forget(self.conn, self.tenant, [i for i, e in self.final.items() if e is None])
-        history.append(self.conn, self.series, (r for rs in self.history.values() for r in rs))
+        history.forget(self.conn, self.tenant, self.deleted)
+        history.append(self.conn, (r for rs in self.history.values() for r in rs.values()))
 
     def _changes(self) -> Iterator[Row]:
         at = _now()

@@ -23,15 +23,11 @@ from citytwin.store.base import HistoryQuery, HistoryRow, TimeWindow
 V4 = """
 CREATE TABLE series (
     sid INTEGER PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    entity TEXT NOT NULL,
-    attr TEXT NOT NULL,
-    dataset TEXT NOT NULL,
+    key TEXT NOT NULL UNIQUE,  -- tenant, entity, attribute, datasetId, separated by \x1f
     numeric INTEGER NOT NULL DEFAULT 1
 );
-CREATE UNIQUE INDEX series_key ON series (tenant, entity, attr, dataset);
 CREATE TABLE history (
-    iid INTEGER PRIMARY KEY,
+    iid INTEGER PRIMARY KEY AUTOINCREMENT,
     sid INTEGER NOT NULL,
     observed INTEGER,
     created INTEGER NOT NULL,
@@ -71,30 +67,57 @@ class Series:
     numeric: bool
 
 
-class SeriesCache:
-    """sid of (tenant, entity, attr, dataset), per writer connection; rows are never deleted."""
+SeriesKey = tuple[str, str, str, str]  # tenant, entity, attribute, datasetId ("" the default)
 
-    def __init__(self) -> None:
-        self.sids: dict[tuple[str, str, str, str], tuple[int, bool]] = {}
 
-    def sid(self, conn: sqlite3.Connection, key: tuple[str, str, str, str], numeric: bool) -> int:
-        known = self.sids.get(key)
-        if known is None:
-            conn.execute(
-                "INSERT OR IGNORE INTO series (tenant, entity, attr, dataset) VALUES (?, ?, ?, ?)",
-                key,
-            )
-            row = conn.execute(
-                "SELECT sid, numeric FROM series"
-                " WHERE tenant = ? AND entity = ? AND attr = ? AND dataset = ?",
-                key,
-            ).fetchone()
-            known = (row[0], bool(row[1]))
-        if known[1] and not numeric:
-            conn.execute("UPDATE series SET numeric = 0 WHERE sid = ?", (known[0],))
-            known = (known[0], False)
-        self.sids[key] = known
-        return known[0]
+def _key(tenant: str, entity: str, attr: str = "", dataset: str = "") -> str:
+    """One text key per series, so that an entity's (or an attribute's) series are one range
+    of its index; without attr, the prefix of the entity's keys."""
+    if not attr:
+        return f"{tenant}\x1f{entity}\x1f"
+    return f"{tenant}\x1f{entity}\x1f{attr}\x1f{dataset}"
+
+
+def _entity_range(tenant: str, entity: str) -> tuple[str, str]:
+    low = _key(tenant, entity)
+    return low, low[:-1] + "\x20"
+
+
+def _attr_range(tenant: str, entity: str, attr: str) -> tuple[str, str]:
+    low = _key(tenant, entity, attr)  # ends with the separator before the datasetId
+    return low, low[:-1] + "\x20"
+
+
+def sids(conn: sqlite3.Connection, wanted: dict[SeriesKey, bool]) -> dict[SeriesKey, int]:
+    """The sid of each series (created when new): one query finds the known ones, the others
+    get the next sids (the writer holds the write lock) with one statement; `wanted` says
+    whether each gets only numeric values: a series given another value stops being numeric."""
+    keys = {k: _key(*k) for k in wanted}
+    rows = conn.execute(
+        "SELECT key, sid, numeric FROM series WHERE key IN (SELECT value FROM json_each(?))",
+        (orjson.dumps(list(keys.values())).decode(),),
+    )
+    known = {key: (sid, bool(numeric)) for key, sid, numeric in rows}
+    out: dict[SeriesKey, int] = {}
+    new, demoted = [], []
+    first = None
+    for k, key in keys.items():
+        got = known.get(key)
+        if got is None:
+            if first is None:
+                first = conn.execute("SELECT coalesce(max(sid), 0) + 1 FROM series").fetchone()[0]
+            out[k] = first + len(new)
+            new.append((out[k], key, int(wanted[k])))
+        else:
+            out[k] = got[0]
+            if got[1] and not wanted[k]:
+                demoted.append((got[0],))
+    conn.executemany(
+        "INSERT INTO series (sid, key, numeric) VALUES (?, ?, ?)",
+        new,
+    )
+    conn.executemany("UPDATE series SET numeric = 0 WHERE sid = ?", demoted)
+    return out
 
 
 def numeric_value(inst: dict[str, Any]) -> float | None:
@@ -102,20 +125,29 @@ def numeric_value(inst: dict[str, Any]) -> float | None:
     if inst.get("type") != "Property":
         return None
     value = inst.get("value")
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float):
-        return value
+    if isinstance(value, bool | int | float):
+        try:
+            return float(value)
+        except OverflowError:  # an integer past what a double holds
+            return None
     return None
 
 
-def append(conn: sqlite3.Connection, cache: SeriesCache, records: Iterable[Record]) -> None:
-    rows, replaced = [], []
+def append(conn: sqlite3.Connection, records: Iterable[Record]) -> None:
+    items = []
+    numeric: dict[SeriesKey, bool] = {}
     for r in records:
+        num = None if r.deleted else numeric_value(r.instance)
+        key = (r.tenant, r.entity, r.attr, r.instance.get("datasetId") or "")
+        numeric[key] = numeric.get(key, True) and (num is not None or r.deleted)
+        items.append((r, key, num))
+    if not items:
+        return
+    sid_of = sids(conn, numeric)
+    rows, replaced = [], []
+    for r, key, num in items:
         inst = r.instance
-        num = None if r.deleted else numeric_value(inst)
-        key = (r.tenant, r.entity, r.attr, inst.get("datasetId") or "")
-        sid = cache.sid(conn, key, num is not None or r.deleted)
+        sid = sid_of[key]
         at = to_micros(r.at)
         observed = inst.get("observedAt")
         observed_at = to_micros(observed) if isinstance(observed, str) else None
@@ -123,23 +155,14 @@ def append(conn: sqlite3.Connection, cache: SeriesCache, records: Iterable[Recor
             replaced.append((sid, observed_at))
         body = {k: v for k, v in inst.items() if k not in _NOT_STORED}
         rows.append(
-            (
-                sid,
-                observed_at,
-                at,
-                at,
-                at if r.deleted else None,
-                num,
-                orjson.dumps(body).decode(),
-            )
+            (sid, observed_at, at, at, at if r.deleted else None, num, orjson.dumps(body).decode())
         )
-    conn.executemany("DELETE FROM history WHERE sid = ? AND observed = ?", replaced)
+    dirty = _replace(conn, replaced)
     conn.executemany(
         "INSERT INTO history (sid, observed, created, modified, deleted, num, body)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
-    dirty = {(sid, rollup.hour_of(observed)) for sid, observed in replaced}
     rollup.add(
         conn,
         (
@@ -151,6 +174,23 @@ def append(conn: sqlite3.Connection, cache: SeriesCache, records: Iterable[Recor
         ),
     )
     rollup.recompute(conn, dirty)
+
+
+def _replace(conn: sqlite3.Connection, replaced: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Delete the instances the new ones replace (same series and observedAt); the hours of
+    those actually deleted must have their roll-ups recomputed."""
+    by_sid: dict[int, list[int]] = {}
+    for sid, observed in replaced:
+        by_sid.setdefault(sid, []).append(observed)
+    dirty = set()
+    for sid, times in by_sid.items():
+        gone = conn.execute(
+            "DELETE FROM history WHERE sid = ? AND observed IN (SELECT value FROM json_each(?))"
+            " RETURNING observed",
+            (sid, orjson.dumps(times).decode()),
+        ).fetchall()
+        dirty.update((sid, rollup.hour_of(t)) for (t,) in gone)
+    return dirty
 
 
 def tombstone(inst: dict[str, Any]) -> dict[str, Any]:
@@ -220,34 +260,30 @@ def shape(entity: dict[str, Any]) -> dict[str, dict[str | None, Any]]:
 
 
 def forget(conn: sqlite3.Connection, tenant: str, entity_ids: Iterable[str]) -> None:
-    """Drop the whole history of entities (their series rows stay: sids are cached)."""
-    keys = [(tenant, i) for i in entity_ids]
-    conn.executemany(
-        "DELETE FROM history WHERE sid IN (SELECT sid FROM series WHERE tenant = ? AND entity = ?)",
-        keys,
-    )
-    conn.executemany(
-        "DELETE FROM rollup WHERE sid IN (SELECT sid FROM series WHERE tenant = ? AND entity = ?)",
-        keys,
-    )
+    """Drop the whole history of entities (their series rows stay, numeric again)."""
+    ranges = [_entity_range(tenant, i) for i in entity_ids]
+    for table in ("history", "rollup"):
+        conn.executemany(
+            f"DELETE FROM {table} WHERE sid IN (SELECT sid FROM series WHERE key >= ? AND key < ?)",
+            ranges,
+        )
+    conn.executemany("UPDATE series SET numeric = 1 WHERE key >= ? AND key < ?", ranges)
 
 
 def series_of(
     conn: sqlite3.Connection, tenant: str, entity_ids: list[str], attrs: frozenset[str] | None
 ) -> list[Series]:
+    """The series of entities (of some attributes), each entity one range of the key index."""
     found = []
-    for start in range(0, len(entity_ids), 500):
-        part = entity_ids[start : start + 500]
-        sql = (
-            "SELECT sid, entity, attr, dataset, numeric FROM series WHERE tenant = ?"
-            f" AND entity IN ({','.join('?' * len(part))})"
+    for entity_id in entity_ids:
+        rows = conn.execute(
+            "SELECT sid, key, numeric FROM series WHERE key >= ? AND key < ?",
+            _entity_range(tenant, entity_id),
         )
-        args: list[Any] = [tenant, *part]
-        if attrs is not None:
-            sql += f" AND attr IN ({','.join('?' * len(attrs))})"
-            args.extend(sorted(attrs))
-        for sid, entity, attr, dataset, numeric in conn.execute(sql + " ORDER BY sid", args):
-            found.append(Series(sid, entity, attr, dataset or None, bool(numeric)))
+        for sid, key, numeric in rows:
+            _, _, attr, dataset = key.split("\x1f")
+            if attrs is None or attr in attrs:
+                found.append(Series(sid, entity_id, attr, dataset or None, bool(numeric)))
     return found
 
 
@@ -327,7 +363,7 @@ _VALUE = (
 TOTALS = rollup.TOTALS
 _NEEDS = {"totalCount": ("count",), "distinctCount": ("distinct",), "sum": ("sum",),
           "avg": ("sum", "count"), "min": ("min",), "max": ("max",), "sumsq": ("sumsq",),
-          "stddev": ("sum", "sumsq", "count")}  # fmt: skip
+          "stddev": ("count", "dev1", "dev2")}  # fmt: skip
 SPAN_SCAN_MAX = 5000  # periods a series read one index range each; more: one GROUP BY
 
 
@@ -336,12 +372,22 @@ def wanted_totals(methods: tuple[str, ...]) -> list[str]:
     return [t for t in TOTALS if t == "count" or any(t in _NEEDS[m] for m in methods)]
 
 
-def _totals_sql(wanted: list[str], numeric: bool) -> str:
+def _totals_sql(wanted: list[str], numeric: bool, shift: float) -> str:
     """All of TOTALS as columns, NULL for those not wanted: rows come out in TOTALS order."""
     value = "num" if numeric else _VALUE
+    k = repr(float(shift))
     sql = {"count": "count(*)", "distinct": f"count(DISTINCT {value})", "sum": "sum(num)",
-           "min": f"min({value})", "max": f"max({value})", "sumsq": "sum(num * num)"}  # fmt: skip
+           "min": f"min({value})", "max": f"max({value})", "sumsq": "sum(num * num)",
+           "dev1": f"sum(num - {k})", "dev2": f"sum((num - {k}) * (num - {k}))"}  # fmt: skip
     return ", ".join(sql[t] if t in wanted else "NULL" for t in TOTALS)
+
+
+def _shift(conn: sqlite3.Connection, sid: int) -> float:
+    """A value of the series, to take deviations from (any one is close to the others)."""
+    row = conn.execute(
+        "SELECT num FROM history WHERE sid = ? AND num IS NOT NULL LIMIT 1", (sid,)
+    ).fetchone()
+    return float(row[0]) if row and abs(row[0]) != float("inf") else 0.0
 
 
 def aggregate(
@@ -360,26 +406,38 @@ def aggregate(
     wanted = wanted_totals(methods)
     numbered = list(enumerate(spans))
     hourly, rest = numbered, []
-    if prop != "observedAt" or "distinct" in wanted:
+    if prop != "observedAt" or "distinct" in wanted or "dev1" in wanted:
         hourly, rest = [], numbered
     else:
         hourly = [(i, span) for i, span in numbered if rollup.usable(span)]
         rest = [(i, span) for i, span in numbered if not rollup.usable(span)]
     in_order = rollup.contiguous(hourly)
+    many = {id(part): len(part) > SPAN_SCAN_MAX and _uniform(part) for part in (rest, numbered)}
     found = []
     for s in series:
-        columns = _totals_sql(wanted, s.numeric)
+        shift = _shift(conn, s.sid) if "dev1" in wanted else 0.0
+        columns = _totals_sql(wanted, s.numeric, shift)
         keep = "num IS NOT NULL" if s.numeric else "deleted IS NULL"
         rows: list[tuple[int, Any]] = []
         raw = rest if s.numeric else numbered
         if s.numeric and hourly:
             rows = rollup.spanned(conn, s.sid, hourly, wanted, in_order)
-        if len(raw) > SPAN_SCAN_MAX and len({e - b for _, (b, e) in raw[:-1]}) == 1:
+        if many[id(raw)]:
             rows += _grouped(conn, s.sid, col, keep, columns, raw)
         elif raw:
             rows += _spanned(conn, s.sid, col, keep, columns, raw)
         found.extend((s, number, tuple(values)) for number, values in rows if values[0])
     return sorted(found, key=lambda item: (item[0].sid, item[1]))
+
+
+def _uniform(spans: list[tuple[int, tuple[int, int]]]) -> bool:
+    """Numbered one after the other, contiguous, of one length (the last may be cut short)."""
+    first, (start, end) = spans[0]
+    step = end - start
+    return all(
+        n == first + k and b == start + k * step and (e - b == step or k == len(spans) - 1)
+        for k, (n, (b, e)) in enumerate(spans)
+    )
 
 
 def _spanned(
@@ -424,11 +482,11 @@ def delete_series(
 ) -> int:
     """Forget an attribute's history: of the given datasetIds ("" the default), or all."""
     rows = conn.execute(
-        "SELECT sid, dataset FROM series WHERE tenant = ? AND entity = ? AND attr = ?",
-        (tenant, entity, attr),
+        "SELECT sid, key FROM series WHERE key >= ? AND key < ?", _attr_range(tenant, entity, attr)
     ).fetchall()
-    sids = [(sid,) for sid, dataset in rows if datasets is None or dataset in datasets]
-    return sum(conn.execute("DELETE FROM history WHERE sid = ?", sid).rowcount for sid in sids)
+    sids = [sid for sid, key in rows if datasets is None or key.rsplit("\x1f", 1)[1] in datasets]
+    rollup.drop(conn, sids)
+    return sum(conn.execute("DELETE FROM history WHERE sid = ?", (sid,)).rowcount for sid in sids)
 
 
 def _instance(
@@ -437,8 +495,8 @@ def _instance(
     """(sid, observed) of an instance of an entity's attribute."""
     row = conn.execute(
         "SELECT h.sid, h.observed FROM history h JOIN series s ON s.sid = h.sid"
-        " WHERE h.iid = ? AND s.tenant = ? AND s.entity = ? AND s.attr = ?",
-        (iid, *key),
+        " WHERE h.iid = ? AND s.key >= ? AND s.key < ?",
+        (iid, *_attr_range(*key)),
     ).fetchone()
     return (row[0], row[1]) if row else None
 
@@ -457,10 +515,13 @@ def modify_instance(
     observed = inst.get("observedAt")
     new = to_micros(observed) if isinstance(observed, str) else None
     body = {k: v for k, v in inst.items() if k not in _NOT_STORED}
+    num = numeric_value(inst)
     conn.execute(
         "UPDATE history SET observed = ?, modified = ?, num = ?, body = ? WHERE iid = ?",
-        (new, to_micros(at), numeric_value(inst), orjson.dumps(body).decode(), iid),
+        (new, to_micros(at), num, orjson.dumps(body).decode(), iid),
     )
+    if num is None:  # the series now holds a value aggregations cannot add up
+        conn.execute("UPDATE series SET numeric = 0 WHERE sid = ?", (found[0],))
     _rehour(conn, found[0], found[1], new)
     return True
 
@@ -486,15 +547,18 @@ def prune_series(conn: sqlite3.Connection, after_sid: int, cutoff: int) -> tuple
             "SELECT sid FROM series WHERE sid > ? ORDER BY sid LIMIT ?", (after_sid, PRUNE_SERIES)
         )
     ]
-    dropped = 0
+    dropped, touched = 0, []
     for sid in sids:
-        dropped += conn.execute(
+        gone = conn.execute(
             "DELETE FROM history WHERE sid = ? AND observed < ?", (sid, cutoff)
         ).rowcount
+        if gone:
+            touched.append(sid)
+        dropped += gone
         dropped += conn.execute(
             "DELETE FROM history WHERE sid = ? AND observed IS NULL AND created < ?",
             (sid, cutoff),
         ).rowcount
-    rollup.drop(conn, sids, before_hour=rollup.hour_of(cutoff))
-    rollup.recompute(conn, [(sid, rollup.hour_of(cutoff)) for sid in sids])
+    rollup.drop(conn, touched, before_hour=rollup.hour_of(cutoff))
+    rollup.recompute(conn, [(sid, rollup.hour_of(cutoff)) for sid in touched])
     return dropped, (sids[-1] if sids else None)

@@ -31,7 +31,9 @@ CREATE TABLE rollup (
 """
 
 Bucket = tuple[int, int]  # sid, hour
-TOTALS = ("count", "distinct", "sum", "min", "max", "sumsq")  # what aggregations need
+# what aggregations need; dev1 and dev2 sum the deviations (and their squares) from one of the
+# series' values, which keeps stddev exact where sumsq - sum * mean would cancel out
+TOTALS = ("count", "distinct", "sum", "min", "max", "sumsq", "dev1", "dev2")
 
 
 def hour_of(observed: int) -> int:

@@ -89,11 +89,16 @@ async def test_every_core_write_appends_to_the_history(client: httpx.AsyncClient
         "/entityOperations/upsert", json=[{**entity, "speed": obs(40, 3)}], headers=JSON
     )
     await client.patch(f"/entities/{CAR}", json={"speed": obs(50, 4)}, headers=JSON)
+    replaced = {"type": "Vehicle", "speed": obs(60, 5), "name": entity["name"]}
+    assert (await client.put(f"/entities/{CAR}", json=replaced, headers=JSON)).status_code == 204
+    twice = {"id": CAR, "type": "Vehicle", "speed": obs(70, 6)}
+    await client.post("/entityOperations/upsert", json=[twice, twice], headers=JSON)
     body = (await temporal(client)).json()
-    assert values(body, "speed") == [10, 20, 30, 40, 50]
+    assert values(body, "speed") == [10, 20, 30, 40, 50, 60, 70]  # once each
     assert "name" not in body  # never observed: no observedAt instance
     made = (await temporal(client, timeproperty="createdAt", attrs="name")).json()
-    assert values(made, "name") == ["bus", "bus"]  # created, then rewritten by the upsert
+    # created, upserted, replaced, then dropped by an upsert (which replaces) without it
+    assert values(made, "name") == ["bus", "bus", "bus", "urn:ngsi-ld:null"]
 
 
 async def test_deleting_an_attribute_leaves_a_tombstone(client: httpx.AsyncClient) -> None:
@@ -212,7 +217,7 @@ async def test_aggregation_periods_follow_the_calendar_and_time_at(
                             aggrPeriodDuration="P1M")).json()  # fmt: skip
     assert month["speed"]["sum"] == [
         [3, "2020-01-31T00:00:00Z", "2020-02-29T00:00:00Z"],
-        [4, "2020-02-29T00:00:00Z", "2020-03-29T00:00:00Z"],
+        [4, "2020-02-29T00:00:00Z", "2020-03-31T00:00:00Z"],  # months counted from Jan 31
     ]
     whole = await temporal(client, options="aggregatedValues", aggrMethods="max",
                            timerel="after", timeAt="2020-02-01T00:00:00Z")  # fmt: skip
@@ -472,3 +477,63 @@ async def test_hourly_rollups_stay_exact_through_every_kind_of_change(
         expected[key] = expected.get(key, 0) + total
     got = {s[:13]: v for v, s, _ in two_hours.json()["speed"]["sum"]}
     assert got == pytest.approx(expected)
+
+
+async def test_stddev_of_large_values_does_not_cancel_out(client: httpx.AsyncClient) -> None:
+    speed = [obs(1e9 + v, v) for v in range(4)]
+    await client.post("/temporal/entities", json=vehicle(speed=speed), headers=JSON)
+    r = await temporal(client, options="aggregatedValues", aggrMethods="stddev,sum", attrs="speed")
+    assert r.json()["speed"]["stddev"][0][0] == pytest.approx(math.sqrt(1.25))
+    big = {"speed": {"type": "Property", "value": 2**70, "observedAt": at(9)}}
+    assert (await client.patch(f"/entities/{CAR}/attrs", json=big, headers=JSON)).status_code == 204
+
+
+async def test_pages_always_move_on(small_pages: httpx.AsyncClient) -> None:
+    """More instances than a page at one instant (one temporal write: one createdAt)."""
+    client = small_pages
+    speed = [obs(i, i) for i in range(9)]
+    await client.post("/temporal/entities", json=vehicle(speed=speed), headers=JSON)
+    r = await temporal(client, timeproperty="createdAt", attrs="speed")
+    assert r.status_code == 200 and values(r.json(), "speed") == list(range(9))
+
+
+async def test_instance_ids_are_never_reused(client: httpx.AsyncClient) -> None:
+    await client.post("/temporal/entities", json=vehicle(), headers=JSON)
+    last = (await temporal(client, attrs="speed")).json()["speed"][-1]["instanceId"]
+    await client.delete(f"/temporal/entities/{CAR}/attrs/speed/{last}")
+    await client.patch(f"/entities/{CAR}/attrs/speed", json=obs(1, 30), headers=JSON)
+    ids = [i["instanceId"] for i in (await temporal(client, attrs="speed")).json()["speed"]]
+    assert last not in ids
+
+
+async def test_scope_instances_can_be_corrected(client: httpx.AsyncClient) -> None:
+    await client.post("/temporal/entities", json=vehicle(scope=["/a"]), headers=JSON)
+    one = (await temporal(client, timeproperty="createdAt", attrs="scope")).json()["scope"][0]
+    path = f"/temporal/entities/{CAR}/attrs/scope/{one['instanceId']}"
+    assert (await client.delete(path)).status_code == 204
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"lastN": "²"},
+        {"options": "aggregatedValues", "aggrMethods": "sum", "aggrPeriodDuration": "P9000Y"},
+        {"options": "aggregatedValues", "aggrMethods": "sum", "aggrPeriodDuration": "P99999999D"},
+        {"timerel": "after", "timeAt": "0001-01-01T00:00:00+01:00"},
+    ],
+)
+async def test_odd_values_are_bad_requests(
+    client: httpx.AsyncClient, params: dict[str, str]
+) -> None:
+    await client.post("/temporal/entities", json=vehicle(), headers=JSON)
+    r = await temporal(client, **params)
+    assert r.status_code == 400 and r.json()["type"] == ERRORS + "BadRequestData", r.text
+    odd = await client.delete(f"/temporal/entities/{CAR}/attrs/speed/urn:ngsi-ld:Instance:²")
+    assert odd.status_code == 404
+    window = {"timerel": "after", "timeAt": at(0)}
+    aggregation = {"aggrMethods": "sum", "aggrPeriodDuration": 5}
+    q = {"type": "Query", "entities": [{"type": "Vehicle"}], "temporalQ": window,
+         "aggrParams": aggregation}  # fmt: skip
+    r = await client.post("/temporal/entityOperations/query?format=aggregatedValues", json=q,
+                          headers=JSON)  # fmt: skip
+    assert r.status_code == 400
