@@ -37,7 +37,6 @@ CREATE TABLE history (
     body TEXT NOT NULL
 );
 CREATE INDEX history_observed ON history (sid, observed, num);
-CREATE INDEX history_created ON history (sid, created);
 """  # with sqlite_rollup.V5 in the same migration
 
 NULL_URI = "urn:ngsi-ld:null"
@@ -112,11 +111,10 @@ def sids(conn: sqlite3.Connection, wanted: dict[SeriesKey, bool]) -> dict[Series
             out[k] = got[0]
             if got[1] and not wanted[k]:
                 demoted.append((got[0],))
-    conn.executemany(
-        "INSERT INTO series (sid, key, numeric) VALUES (?, ?, ?)",
-        new,
-    )
-    conn.executemany("UPDATE series SET numeric = 0 WHERE sid = ?", demoted)
+    if new:
+        conn.executemany("INSERT INTO series (sid, key, numeric) VALUES (?, ?, ?)", new)
+    if demoted:
+        conn.executemany("UPDATE series SET numeric = 0 WHERE sid = ?", demoted)
     return out
 
 

@@ -55,6 +55,8 @@ def add(conn: sqlite3.Connection, rows: Iterable[tuple[int, int, float]]) -> Non
             got[2] = min(got[2], num)
             got[3] = max(got[3], num)
             got[4] += num * num
+    if not sums:  # (an executemany of nothing still costs a statement's worth)
+        return
     conn.executemany(
         "INSERT INTO rollup (sid, hour, count, sum, min, max, sumsq) VALUES (?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (sid, hour) DO UPDATE SET count = count + excluded.count,"
