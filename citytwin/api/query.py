@@ -59,16 +59,22 @@ async def query_entities(request: Request) -> Response:
     return await _answer(request, _paged(request, query), ctx, view, media)
 
 
-async def post_query(request: Request) -> Response:
-    """5.7.2 via POST /entityOperations/query: a Query data type (5.2.23) in the body."""
-    params.check_params(request, PAGE_PARAMS)
-    media = accept(request, geo=True)
+async def query_body(request: Request) -> tuple[dict[str, Any], Context]:
+    """A Query data type (5.2.23) from a request body, and its @context."""
     app = state(request)
     body = await read_body(request, app.settings.max_body_bytes, app.settings.max_json_depth)
     ctx = await request_context(request, body)
     data = body.data
     if not isinstance(data, dict) or data.get("type", "Query") != "Query":
         raise BadRequestData("the body must be a Query object")
+    return data, ctx
+
+
+async def post_query(request: Request) -> Response:
+    """5.7.2 via POST /entityOperations/query: a Query data type (5.2.23) in the body."""
+    params.check_params(request, PAGE_PARAMS)
+    media = accept(request, geo=True)
+    data, ctx = await query_body(request)
     query = _paged(request, body_selection(data, ctx))
     view = params.view(request, _body_view(data))
     return await _answer(request, query, ctx, view, media)

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from citytwin.api import params
-from citytwin.api.negotiation import accept, json_response, read_body
-from citytwin.api.query import PAGE_PARAMS, body_selection, page_params, selection
+from citytwin.api.negotiation import accept, json_response
+from citytwin.api.query import PAGE_PARAMS, body_selection, page_params, query_body, selection
 from citytwin.api.state import body_and_context, request_context, state, tenant_of
 from citytwin.errors import BadRequestData, MethodNotAllowed, ResourceNotFound
 from citytwin.model.context import Context
@@ -114,12 +114,7 @@ async def post_query(request: Request) -> Response:
     """5.7.4 via POST /temporal/entityOperations/query: a Query with temporalQ (5.2.23)."""
     params.check_params(request, PAGE_PARAMS)
     accept(request)
-    app = state(request)
-    body = await read_body(request, app.settings.max_body_bytes, app.settings.max_json_depth)
-    ctx = await request_context(request, body)
-    data = body.data
-    if not isinstance(data, dict) or data.get("type", "Query") != "Query":
-        raise BadRequestData("the body must be a Query object")
+    data, ctx = await query_body(request)
     temporal_q = data.get("temporalQ")
     if not isinstance(temporal_q, dict):
         raise BadRequestData("a temporal query needs temporalQ")

@@ -55,13 +55,19 @@ class View:
         return replace(self, pick=pick, omit=omit)
 
 
-def render_entity(entity: Entity, ctx: Context, view: View) -> dict[str, Any]:
+def render_head(entity: Entity, ctx: Context, view: View) -> dict[str, Any]:
+    """id and type, as the view keeps them."""
     out: dict[str, Any] = {}
     if view.keeps("id"):
         out["id"] = entity["id"]
     if view.keeps("type"):
         types = [ctx.compact(t) for t in entity["type"]]
         out["type"] = types[0] if len(types) == 1 else types
+    return out
+
+
+def render_entity(entity: Entity, ctx: Context, view: View) -> dict[str, Any]:
+    out = render_head(entity, ctx, view)
     if "scope" in entity and view.keeps("scope"):
         scope = entity["scope"]
         out["scope"] = scope[0] if len(scope) == 1 else scope

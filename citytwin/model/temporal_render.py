@@ -13,7 +13,7 @@ from citytwin.errors import InvalidRequest
 from citytwin.model.context import Context
 from citytwin.model.entity import Entity
 from citytwin.model.history import HistoryRow
-from citytwin.model.render import NORMALIZED, View, render_instance
+from citytwin.model.render import NORMALIZED, View, render_head, render_instance
 from citytwin.model.temporal import NUMERIC_ONLY, Temporal
 from citytwin.model.temporal_page import Key, instant
 from citytwin.model.times import from_micros
@@ -31,16 +31,6 @@ _PAIR_KEYS = {
     "JsonProperty": "jsons",
 }
 _WRAPPED = {"LanguageProperty": "languageMap", "VocabProperty": "vocab", "JsonProperty": "json"}
-
-
-def render_head(entity: Entity, ctx: Context, view: View) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if view.keeps("id"):
-        out["id"] = entity["id"]
-    if view.keeps("type"):
-        types = [ctx.compact(t) for t in entity["type"]]
-        out["type"] = types[0] if len(types) == 1 else types
-    return out
 
 
 def render_history(
