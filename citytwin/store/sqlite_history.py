@@ -191,6 +191,24 @@ def _replace(conn: sqlite3.Connection, replaced: list[tuple[int, int]]) -> set[t
     return dirty
 
 
+def backfill(conn: sqlite3.Connection) -> None:
+    """A file from before the history: every instance of the current state becomes its first
+    history row (at the instance's modifiedAt), so that the two agree from the start."""
+    cursor = conn.execute("SELECT tenant, id, doc FROM entities")
+    while rows := cursor.fetchmany(1000):
+        records = []
+        for tenant, entity_id, doc in rows:
+            entity = orjson.loads(doc)
+            for attr, instances in entity["attrs"].items():
+                for inst in instances:
+                    at = inst.get("modifiedAt", entity["modifiedAt"])
+                    records.append(Record(tenant, entity_id, attr, inst, at))
+            if "scope" in entity:
+                scope = {"type": "Property", "value": entity["scope"]}
+                records.append(Record(tenant, entity_id, SCOPE, scope, entity["modifiedAt"]))
+        append(conn, records)
+
+
 def tombstone(inst: dict[str, Any]) -> dict[str, Any]:
     """What a deleted attribute leaves in its history (4.5.7, 5.2.1): NGSI-LD Null."""
     kind = inst.get("type", "Property")
