@@ -98,7 +98,8 @@ class Broker:
 
     # -- single-entity writes --------------------------------------------------------------------
 
-    async def _one(self, tenant: str, entity_id: str, fn: MutateFn) -> Any:
+    async def write(self, tenant: str, entity_id: str, fn: MutateFn) -> Any:
+        """Run one entity's mutation in its own transaction; what it raised is raised here."""
         (result,) = await self.store.mutate(tenant, [(entity_id, fn)])
         if isinstance(result, Exception):
             raise result
@@ -107,20 +108,20 @@ class Broker:
     async def create_entity(self, tenant: str, body: Any, ctx: Context) -> str:
         """5.6.1: a new entity; AlreadyExists if the id is taken."""
         entity = parse_entity(body, ctx, now())
-        await self._one(tenant, entity["id"], _create(entity))
+        await self.write(tenant, entity["id"], _create(entity))
         return entity["id"]
 
     async def delete_entity(self, tenant: str, entity_id: str) -> None:
         """5.6.6."""
         check_uri(entity_id, "entity id")
-        await self._one(tenant, entity_id, _existing(lambda e: Change(None)))
+        await self.write(tenant, entity_id, _existing(lambda e: Change(None)))
 
     async def merge_entity(self, tenant: str, entity_id: str, body: Any, ctx: Context) -> None:
         """5.6.17: merge-patch; urn:ngsi-ld:null (or JSON null) deletes an attribute."""
         check_uri(entity_id, "entity id")
         patch = _parse_fragment_entity(_nulls_to_ngsi(body), ctx, entity_id)
         stamp = now()
-        await self._one(
+        await self.write(
             tenant, entity_id, _existing(lambda e: Change(update.merge_entity(e, patch, stamp)))
         )
 
@@ -131,7 +132,7 @@ class Broker:
         new = parse_entity(body, ctx, stamp, need_id=False)
         if new["id"] not in (None, entity_id):
             raise BadRequestData("the body's id differs from the entity id in the path")
-        await self._one(
+        await self.write(
             tenant, entity_id, _existing(lambda e: Change(update.replace_entity(e, new, stamp)))
         )
 
@@ -141,7 +142,7 @@ class Broker:
         """5.6.3."""
         fragment = _parse_fragment(entity_id, body, ctx)
         stamp = now()
-        return await self._one(
+        return await self.write(
             tenant,
             entity_id,
             _outcome(lambda e: update.append_attrs(e, fragment, stamp, no_overwrite)),
@@ -153,7 +154,7 @@ class Broker:
         """5.6.2."""
         fragment = _parse_fragment(entity_id, body, ctx)
         stamp = now()
-        return await self._one(
+        return await self.write(
             tenant, entity_id, _outcome(lambda e: update.update_attrs(e, fragment, stamp))
         )
 
@@ -199,7 +200,7 @@ class Broker:
         stamp = now()
         if attr == "scope":
             scope_fn = _existing(lambda e: Change(update.delete_scope(e, stamp)))
-            await self._one(tenant, entity_id, scope_fn)
+            await self.write(tenant, entity_id, scope_fn)
             return
         name = expand_name(attr, ctx)
         fn = partial(update.delete_attr, name=attr, dataset_id=dataset_id, delete_all=delete_all)

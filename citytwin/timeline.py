@@ -58,17 +58,19 @@ class Timeline:
 
     async def upsert(self, tenant: str, body: Any, ctx: Context) -> bool:
         """5.6.11: create (True) or add to (False) a temporal entity."""
-        parsed = parse_temporal_entity(body, ctx, now(), fragment=False)
+        stamp = now()
+        parsed = parse_temporal_entity(body, ctx, stamp, fragment=False)
         assert parsed.entity_id is not None
-        result = await self.broker._one(tenant, parsed.entity_id, _upsert(parsed, now()))
+        result = await self.broker.write(tenant, parsed.entity_id, _upsert(parsed, stamp))
         return result == "created"
 
     async def add_attrs(self, tenant: str, entity_id: str, body: Any, ctx: Context) -> None:
         """5.6.12: add instances to an existing temporal entity."""
         check_uri(entity_id, "entity id")
-        parsed = parse_temporal_entity(body, ctx, now(), fragment=True)
+        stamp = now()
+        parsed = parse_temporal_entity(body, ctx, stamp, fragment=True)
         parsed.entity_id = entity_id
-        await self.broker._one(tenant, entity_id, _upsert(parsed, now(), existing=True))
+        await self.broker.write(tenant, entity_id, _upsert(parsed, stamp, existing=True))
 
     async def delete_attr(
         self, tenant: str, entity_id: str, attr: str, dataset_id: str | None, delete_all: bool
