@@ -92,10 +92,15 @@ def sids(conn: sqlite3.Connection, wanted: dict[SeriesKey, bool]) -> dict[Series
     get the next sids (the writer holds the write lock) with one statement; `wanted` says
     whether each gets only numeric values: a series given another value stops being numeric."""
     keys = {k: _key(*k) for k in wanted}
-    rows = conn.execute(
-        "SELECT key, sid, numeric FROM series WHERE key IN (SELECT value FROM json_each(?))",
-        (orjson.dumps(list(keys.values())).decode(),),
-    )
+    if len(keys) == 1:  # the commonest write: one attribute
+        rows = conn.execute(
+            "SELECT key, sid, numeric FROM series WHERE key = ?", (*keys.values(),)
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT key, sid, numeric FROM series WHERE key IN (SELECT value FROM json_each(?))",
+            (orjson.dumps(list(keys.values())).decode(),),
+        ).fetchall()
     known = {key: (sid, bool(numeric)) for key, sid, numeric in rows}
     out: dict[SeriesKey, int] = {}
     new, demoted = [], []
@@ -155,23 +160,22 @@ def append(conn: sqlite3.Connection, records: Iterable[Record]) -> None:
         rows.append(
             (sid, observed_at, at, at, at if r.deleted else None, num, orjson.dumps(body).decode())
         )
-    dirty = _replace(conn, replaced)
+    dirty = _replace(conn, replaced) if replaced else set()
     conn.executemany(
         "INSERT INTO history (sid, observed, created, modified, deleted, num, body)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
-    rollup.add(
-        conn,
-        (
-            (sid, observed, num)
-            for sid, observed, _, _, _, num, _ in rows
-            if num is not None
-            and observed is not None
-            and (sid, rollup.hour_of(observed)) not in dirty
-        ),
-    )
-    rollup.recompute(conn, dirty)
+    counted = [
+        (sid, observed, num)
+        for sid, observed, _, _, _, num, _ in rows
+        if num is not None and observed is not None
+    ]
+    if dirty:
+        counted = [c for c in counted if (c[0], rollup.hour_of(c[1])) not in dirty]
+        rollup.recompute(conn, dirty)
+    if counted:
+        rollup.add(conn, counted)
 
 
 def _replace(conn: sqlite3.Connection, replaced: list[tuple[int, int]]) -> set[tuple[int, int]]:
