@@ -163,6 +163,7 @@ def direct(db: str, sensors: int, days: int, samples: int) -> tuple[list[float],
     """The same reads with citytwin's SQL on the file: no HTTP, no rendering."""
     from citytwin.model.history import HistoryQuery, TimeWindow
     from citytwin.model.times import Duration, to_micros
+    from citytwin.store import sqlite_aggregate
     from citytwin.store import sqlite_history as h
     from citytwin.store.sqlite import connect
     from citytwin.timeline import period_spans
@@ -185,7 +186,7 @@ def direct(db: str, sensors: int, days: int, samples: int) -> tuple[list[float],
         low, high = h.bounds(conn, chosen, window)
         assert low is not None and high is not None
         spans, _ = period_spans(window, Duration(0, 3_600_000_000), low, high)
-        h.aggregate(conn, chosen, "observedAt", spans, ("avg",))
+        sqlite_aggregate.aggregate(conn, chosen, "observedAt", spans, ("avg",))
 
     out = timed(day, samples), timed(month, max(samples // 5, 10))
     conn.close()

@@ -1,7 +1,9 @@
-"""What a history read asks for and gets back (shared by the temporal model and the stores)."""
+"""History: what a write adds to it (pure: the store runs it inside its transaction), and what
+a read asks for and gets back (shared by the temporal model and the stores)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,3 +46,86 @@ class HistoryRow:
     modified: int
     deleted: int | None
     body: dict[str, Any]
+
+
+NULL_URI = "urn:ngsi-ld:null"
+SCOPE = "scope"  # the series of an entity's scope (attribute names are IRIs: never "scope")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One instance to append: `instance` in the stored form; `deleted` marks a tombstone."""
+
+    tenant: str
+    entity: str
+    attr: str
+    instance: dict[str, Any]
+    at: str
+    deleted: bool = False
+    replaces: bool = False
+
+
+def tombstone(inst: dict[str, Any]) -> dict[str, Any]:
+    """What a deleted attribute leaves in its history (4.5.7, 5.2.1): NGSI-LD Null."""
+    kind = inst.get("type", "Property")
+    out: dict[str, Any] = {"type": kind}
+    if "datasetId" in inst:
+        out["datasetId"] = inst["datasetId"]
+    if kind == "Relationship":
+        out["object"] = NULL_URI
+    elif kind == "LanguageProperty":
+        out["languageMap"] = {"@none": NULL_URI}
+    else:
+        key = {"ListProperty": "valueList", "ListRelationship": "objectList",
+               "VocabProperty": "vocab", "JsonProperty": "json"}.get(kind, "value")  # fmt: skip
+        out[key] = NULL_URI
+    return out
+
+
+def derive(
+    tenant: str,
+    entity_id: str,
+    before: dict[str, dict[str | None, Any]] | None,
+    after: dict[str, Any] | None,
+    at: str,
+) -> Iterator[Record]:
+    """What one write adds to the history: each instance it wrote (its modifiedAt is the write's
+    time), the scope if it changed, and a tombstone for each instance it removed. `before` is
+    `shape` of the entity as it was (None: it did not exist); `after` its new state (None: gone).
+    """
+    if after is None:
+        return
+    attrs = after["attrs"]
+    stamp = after["modifiedAt"]
+    for attr, instances in attrs.items():
+        for inst in instances:
+            if inst.get("modifiedAt") == stamp:
+                yield Record(tenant, entity_id, attr, inst, at)
+    scope = after.get("scope")
+    old_scope = (before or {}).get(SCOPE, {}).get(None)
+    if scope is not None and scope != old_scope:
+        yield Record(tenant, entity_id, SCOPE, {"type": "Property", "value": scope}, at)
+    if not before:
+        return
+    if scope is None and old_scope is not None:
+        yield Record(tenant, entity_id, SCOPE, {"type": "Property", "value": []}, at, deleted=True)
+    for attr, datasets in before.items():
+        if attr == SCOPE:
+            continue
+        now = {i.get("datasetId") for i in attrs.get(attr, ())}
+        for dataset, kind in datasets.items():
+            if dataset not in now:
+                gone = {"type": kind} if dataset is None else {"type": kind, "datasetId": dataset}
+                yield Record(tenant, entity_id, attr, tombstone(gone), at, deleted=True)
+
+
+def shape(entity: dict[str, Any]) -> dict[str, dict[str | None, Any]]:
+    """Each attribute of an entity: its datasetIds and their types; and its scope under
+    SCOPE (what `derive` compares against)."""
+    out: dict[str, dict[str | None, Any]] = {
+        a: {i.get("datasetId"): i.get("type", "Property") for i in insts}
+        for a, insts in entity["attrs"].items()
+    }
+    if "scope" in entity:
+        out[SCOPE] = {None: entity["scope"]}
+    return out

@@ -12,14 +12,13 @@ from typing import Any
 from citytwin.errors import InvalidRequest
 from citytwin.model.context import Context
 from citytwin.model.entity import Entity
-from citytwin.model.history import HistoryRow
+from citytwin.model.history import SCOPE, HistoryRow
 from citytwin.model.render import NORMALIZED, View, render_head, render_instance
 from citytwin.model.temporal import NUMERIC_ONLY, Temporal
 from citytwin.model.temporal_page import Key, instant
 from citytwin.model.times import from_micros
 
 INSTANCE_PREFIX = "urn:ngsi-ld:Instance:"
-SCOPE = "scope"
 _PAIR_KEYS = {
     "Property": "values",
     "GeoProperty": "values",

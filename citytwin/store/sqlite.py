@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from citytwin.model.history import Record, derive, shape
 from citytwin.store import sqlite_history as history
 from citytwin.store.base import (
     MISSING,
@@ -233,7 +234,7 @@ class SqliteStore(LogMixin, TimelineMixin):
             touched = orjson.dumps([name]).decode()
             record(conn, [(tenant, entity_id, touched, before, after, _now())])
             state = {"attrs": {name: instances} if instances else {}, "modifiedAt": modified_at}
-            records = history.derive(tenant, entity_id, shape, state, modified_at)
+            records = derive(tenant, entity_id, shape, state, modified_at)
             history.append(conn, records)
             return None
 
@@ -313,7 +314,7 @@ class _Batch:
     def __init__(self, conn: sqlite3.Connection, tenant: str) -> None:
         self.conn = conn
         self.tenant = tenant
-        self.history: dict[str, dict[Any, history.Record]] = {}
+        self.history: dict[str, dict[Any, Record]] = {}
         self.deleted: set[str] = set()
         self.docs: dict[str, bytes | None] = {}
         self.original: dict[str, bytes | None] = {}
@@ -343,7 +344,7 @@ class _Batch:
     def _apply(self, entity_id: str, fn: MutateFn) -> Any:
         raw = self.docs[entity_id]
         current = orjson.loads(raw) if raw is not None else None
-        before = history.shape(current) if current is not None else None
+        before = shape(current) if current is not None else None
         try:
             change = fn(current)
         except Exception as exc:
@@ -367,13 +368,11 @@ class _Batch:
         at = entity["modifiedAt"]
         kept = self.history.setdefault(entity_id, {})
         if change.history is None:
-            for r in history.derive(self.tenant, entity_id, before, entity, at):
+            for r in derive(self.tenant, entity_id, before, entity, at):
                 kept[(r.attr, r.instance.get("datasetId"))] = r
             return
         for n, h in enumerate(change.history, start=len(kept)):
-            kept[n] = history.Record(
-                self.tenant, entity_id, h.attr, h.instance, at, h.deleted, h.replaces
-            )
+            kept[n] = Record(self.tenant, entity_id, h.attr, h.instance, at, h.deleted, h.replaces)
 
     def _flush(self) -> None:
         inserts, updates, deletes = [], [], []

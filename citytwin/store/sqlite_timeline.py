@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from citytwin.model.history import HistoryQuery, HistoryRow
+from citytwin.store import sqlite_aggregate
 from citytwin.store import sqlite_history as h
 
 Totals = tuple[Any, ...]
@@ -58,7 +59,7 @@ class TimelineMixin:
         """(entity, attribute, datasetId, span number, totals, numeric) of each span holding
         instances; totals are (count, distinct, sum, min, max, sum of squares)."""
         series = self._series(tenant, entity_ids, query)
-        rows = h.aggregate(self.reader, series, query.window.prop, spans, methods)
+        rows = sqlite_aggregate.aggregate(self.reader, series, query.window.prop, spans, methods)
         return [(s.entity, s.attr, s.dataset, n, v, s.numeric) for s, n, v in rows]
 
     async def delete_history(
