@@ -16,8 +16,8 @@ from typing import Any
 from citytwin.broker import Broker, now
 from citytwin.errors import BadRequestData, ResourceNotFound
 from citytwin.model.context import Context
-from citytwin.model.entity import Entity, Instance, expand_name, parse_attribute
-from citytwin.model.history import HistoryQuery, TimeWindow
+from citytwin.model.entity import Entity, Instance, parse_attribute
+from citytwin.model.history import SCOPE, HistoryQuery, TimeWindow, series_attr
 from citytwin.model.temporal import (
     AGGREGATED,
     Temporal,
@@ -28,7 +28,7 @@ from citytwin.model.temporal import (
     parse_temporal_entity,
 )
 from citytwin.model.temporal_page import Key, Stuck, by_series, cut
-from citytwin.model.temporal_render import INSTANCE_PREFIX, SCOPE
+from citytwin.model.temporal_render import INSTANCE_PREFIX
 from citytwin.model.times import Duration, to_micros
 from citytwin.model.validate import check_uri
 from citytwin.store.base import Change, HistoryEntry, MutateFn, Query, Store
@@ -73,10 +73,16 @@ class Timeline:
         await self.broker.write(tenant, entity_id, _upsert(parsed, stamp, existing=True))
 
     async def delete_attr(
-        self, tenant: str, entity_id: str, attr: str, dataset_id: str | None, delete_all: bool
+        self,
+        tenant: str,
+        entity_id: str,
+        attr: str,
+        ctx: Context,
+        dataset_id: str | None,
+        delete_all: bool,
     ) -> None:
         """5.6.13: forget an attribute's history (the default instance's, a datasetId's, all)."""
-        iri = await self._attribute(tenant, entity_id, attr)
+        iri = await self._attribute(tenant, entity_id, attr, ctx)
         datasets = None if delete_all else {dataset_id or ""}
         if not await self.store.delete_history(tenant, entity_id, iri, datasets):
             raise ResourceNotFound(f"{attr} of {entity_id} has no such instances")
@@ -102,11 +108,9 @@ class Timeline:
         if iid is None or not await self.store.delete_instance(tenant, entity_id, iri, iid):
             raise ResourceNotFound(f"{attr} of {entity_id} has no instance {instance_id}")
 
-    async def _attribute(
-        self, tenant: str, entity_id: str, attr: str, ctx: Context | None = None
-    ) -> str:
+    async def _attribute(self, tenant: str, entity_id: str, attr: str, ctx: Context) -> str:
         check_uri(entity_id, "entity id")
-        iri = expand_name(attr, ctx) if ctx is not None and attr != SCOPE else attr
+        iri = series_attr(attr, ctx)
         await self.broker.get_entity(tenant, entity_id)
         if iri not in await self.store.history_attrs(tenant, entity_id):
             raise ResourceNotFound(f"entity {entity_id} has no attribute {attr}")

@@ -15,12 +15,10 @@ from citytwin.api.query import PAGE_PARAMS, body_selection, page_params, query_b
 from citytwin.api.state import body_and_context, request_context, state, tenant_of
 from citytwin.errors import BadRequestData, MethodNotAllowed, ResourceNotFound
 from citytwin.model.context import Context
-from citytwin.model.entity import expand_name
-from citytwin.model.history import HistoryQuery
+from citytwin.model.history import HistoryQuery, series_attr
 from citytwin.model.render import View
 from citytwin.model.temporal import AGGREGATED, Temporal, parse_temporal
 from citytwin.model.temporal_render import render_aggregates, render_history
-from citytwin.model.validate import check_uri
 from citytwin.timeline import History
 
 TEMPORAL_PARAMS = {"timerel", "timeAt", "endTimeAt", "timeproperty", "lastN", "aggrMethods",
@@ -55,7 +53,7 @@ def _attrs(view: View, ctx: Context) -> frozenset[str] | None:
     names = view.pick.names - {"id", "type"}
     if not names:
         return None
-    return frozenset(n if n == "scope" else expand_name(n, ctx) for n in names)
+    return frozenset(series_attr(n, ctx) for n in names)
 
 
 def _select(temporal: Temporal, view: View, ctx: Context) -> HistoryQuery:
@@ -63,9 +61,8 @@ def _select(temporal: Temporal, view: View, ctx: Context) -> HistoryQuery:
 
 
 def _respond(
-    request: Request, history: History, ctx: Context, view: View, temporal: Temporal, one: bool
+    media: str, history: History, ctx: Context, view: View, temporal: Temporal, one: bool
 ) -> Response:
-    media = accept(request)
     bodies = []
     for entity in history.entities:
         if temporal.form == AGGREGATED:
@@ -89,31 +86,31 @@ def _respond(
 async def retrieve(request: Request) -> Response:
     """5.7.3: GET /temporal/entities/{entityId}."""
     params.check_params(request, _RETRIEVE)
-    accept(request)
+    media = accept(request)
     ctx = await request_context(request)
     temporal = _temporal(request, request.query_params, required=False)
     view = _view(request)
     timeline = state(request).timeline
     tenant, entity_id = tenant_of(request), _path(request, "entity_id")
     history = await timeline.retrieve(tenant, entity_id, temporal, _select(temporal, view, ctx))
-    return _respond(request, history, ctx, view, temporal, one=True)
+    return _respond(media, history, ctx, view, temporal, one=True)
 
 
 async def query(request: Request) -> Response:
     """5.7.4: GET /temporal/entities."""
     params.check_params(request, _QUERY | {"local"})
-    accept(request)
+    media = accept(request)
     ctx = await request_context(request)
     temporal = _temporal(request, request.query_params, required=True)
     view = _view(request)
     what = selection(request.query_params, ctx, require=True)
-    return await _answer(request, what, ctx, view, temporal)
+    return await _answer(request, media, what, ctx, view, temporal)
 
 
 async def post_query(request: Request) -> Response:
     """5.7.4 via POST /temporal/entityOperations/query: a Query with temporalQ (5.2.23)."""
     params.check_params(request, PAGE_PARAMS)
-    accept(request)
+    media = accept(request)
     data, ctx = await query_body(request)
     temporal_q = data.get("temporalQ")
     if not isinstance(temporal_q, dict):
@@ -128,18 +125,18 @@ async def post_query(request: Request) -> Response:
     }
     view = _view(request, extra)
     what = body_selection(data, ctx)
-    return await _answer(request, what, ctx, view, temporal)
+    return await _answer(request, media, what, ctx, view, temporal)
 
 
 async def _answer(
-    request: Request, what: Any, ctx: Context, view: View, temporal: Temporal
+    request: Request, media: str, what: Any, ctx: Context, view: View, temporal: Temporal
 ) -> Response:
     limit, offset, count = page_params(request)
     what = replace(what, limit=limit, offset=offset)
     timeline = state(request).timeline
     select = _select(temporal, view, ctx)
     history, total = await timeline.query(tenant_of(request), what, temporal, select)
-    response = _respond(request, history, ctx, view, temporal, one=False)
+    response = _respond(media, history, ctx, view, temporal, one=False)
     if count:
         response.headers["NGSILD-Results-Count"] = str(total)
     return response
@@ -167,7 +164,6 @@ async def add_attrs(request: Request) -> Response:
     """5.6.12: POST /temporal/entities/{entityId}/attrs."""
     params.check_params(request, {"local"})
     entity_id = _path(request, "entity_id")
-    check_uri(entity_id, "entity id")
     body, ctx = await body_and_context(request, entity=True)
     await state(request).timeline.add_attrs(tenant_of(request), entity_id, body.data, ctx)
     return Response(status_code=NO_CONTENT)
@@ -177,13 +173,11 @@ async def delete_attr(request: Request) -> Response:
     """5.6.13: DELETE /temporal/entities/{entityId}/attrs/{attrId}."""
     params.check_params(request, {"datasetId", "deleteAll", "local"})
     ctx = await request_context(request)
-    entity_id, attr = _path(request, "entity_id"), _path(request, "attr")
-    check_uri(entity_id, "entity id")
-    iri = expand_name(attr, ctx) if attr != "scope" else attr
     await state(request).timeline.delete_attr(
         tenant_of(request),
-        entity_id,
-        iri,
+        _path(request, "entity_id"),
+        _path(request, "attr"),
+        ctx,
         request.query_params.get("datasetId"),
         params.flag(request, "deleteAll"),
     )

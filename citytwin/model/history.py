@@ -7,7 +7,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from citytwin.model.context import Context
+from citytwin.model.entity import expand_name
+
 TIME_PROPERTIES = ("observedAt", "createdAt", "modifiedAt", "deletedAt")
+# where each is kept: a HistoryRow field, and the store's column of the same name
+COLUMNS = {"observedAt": "observed", "createdAt": "created", "modifiedAt": "modified",
+           "deletedAt": "deleted"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,11 @@ class HistoryRow:
 
 NULL_URI = "urn:ngsi-ld:null"
 SCOPE = "scope"  # the series of an entity's scope (attribute names are IRIs: never "scope")
+
+
+def series_attr(name: str, ctx: Context) -> str:
+    """The attribute a request names, as history keeps it: its IRI, or SCOPE for the scope."""
+    return SCOPE if name == SCOPE else expand_name(name, ctx)
 
 
 @dataclass(frozen=True)

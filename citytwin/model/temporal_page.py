@@ -7,13 +7,11 @@ that the next page (the same request from the range's end) misses nothing of any
 
 from __future__ import annotations
 
-from citytwin.model.history import HistoryRow
+from citytwin.model.history import COLUMNS, HistoryRow
 from citytwin.model.temporal import Temporal
 from citytwin.model.times import from_micros
 
 Key = tuple[str, str, str | None]  # entity, attribute, datasetId
-COLUMNS = {"observedAt": "observed", "createdAt": "created", "modifiedAt": "modified",
-           "deletedAt": "deleted"}  # fmt: skip
 
 
 def instant(row: HistoryRow, prop: str) -> int:

@@ -152,22 +152,16 @@ def render_aggregates(
     return out
 
 
+# the methods that are one of the totals as they are (their place in Totals)
+_TOTAL = {"totalCount": 0, "distinctCount": 1, "sum": 2, "min": 3, "max": 4, "sumsq": 5}
+
+
 def _method(method: str, totals: Totals, numeric: bool, name: str) -> Any:
-    count, distinct, total, low, high, squares, dev1, dev2 = totals
+    count, _, total, _, _, _, dev1, dev2 = totals
     if method in NUMERIC_ONLY and not numeric:
         raise InvalidRequest(f"{method} does not apply to {name}: its values are not numbers")
-    if method == "totalCount":
-        return count
-    if method == "distinctCount":
-        return distinct
-    if method == "min":
-        return low
-    if method == "max":
-        return high
-    if method == "sum":
-        return total
-    if method == "sumsq":
-        return squares
+    if method in _TOTAL:
+        return totals[_TOTAL[method]]
     if method == "avg":
         return total / count
     # stddev: of all the instances of the period (a population, not a sample of one)

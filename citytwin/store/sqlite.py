@@ -215,7 +215,7 @@ class SqliteStore(LogMixin, TimelineMixin):
             if row is None:
                 return MISSING
             old = orjson.loads(row[0]) if row[0] is not None else None
-            shape = {name: {i.get("datasetId"): i["type"] for i in old}} if old else None
+            was = shape({"attrs": {name: old}}) if old else None
             instances = fn(old)
             if _has_geo(old) or _has_geo(instances):
                 reindex_attribute(conn, tenant, entity_id, name, instances)
@@ -234,7 +234,7 @@ class SqliteStore(LogMixin, TimelineMixin):
             touched = orjson.dumps([name]).decode()
             record(conn, [(tenant, entity_id, touched, before, after, _now())])
             state = {"attrs": {name: instances} if instances else {}, "modifiedAt": modified_at}
-            records = derive(tenant, entity_id, shape, state, modified_at)
+            records = derive(tenant, entity_id, was, state, modified_at)
             history.append(conn, records)
             return None
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import orjson
 
+from citytwin.model.history import COLUMNS
 from citytwin.store import sqlite_rollup as rollup
-from citytwin.store.sqlite_history import COLUMNS, Series
+from citytwin.store.sqlite_history import Series
 
 _VALUE = (
     "coalesce(json_extract(body, '$.value'), json_extract(body, '$.object'),"
@@ -71,7 +72,9 @@ def aggregate(
         hourly = [(i, span) for i, span in numbered if rollup.usable(span)]
         rest = [(i, span) for i, span in numbered if not rollup.usable(span)]
     in_order = rollup.contiguous(hourly)
-    many = {id(part): len(part) > SPAN_SCAN_MAX and _uniform(part) for part in (rest, numbered)}
+    many = {
+        id(part): len(part) > SPAN_SCAN_MAX and rollup.contiguous(part) for part in (rest, numbered)
+    }
     found = []
     for s in series:
         shift = _shift(conn, s.sid) if "dev1" in wanted else 0.0
@@ -87,16 +90,6 @@ def aggregate(
             rows += _spanned(conn, s.sid, col, keep, columns, raw)
         found.extend((s, number, tuple(values)) for number, values in rows if values[0])
     return sorted(found, key=lambda item: (item[0].sid, item[1]))
-
-
-def _uniform(spans: list[tuple[int, tuple[int, int]]]) -> bool:
-    """Numbered one after the other, contiguous, of one length (the last may be cut short)."""
-    first, (start, end) = spans[0]
-    step = end - start
-    return all(
-        n == first + k and b == start + k * step and (e - b == step or k == len(spans) - 1)
-        for k, (n, (b, e)) in enumerate(spans)
-    )
 
 
 def _spanned(

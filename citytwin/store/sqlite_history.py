@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from citytwin.model.history import SCOPE, Record
+from citytwin.model.history import COLUMNS, SCOPE, Record
 from citytwin.model.times import to_micros
 from citytwin.store import sqlite_rollup as rollup
 from citytwin.store.base import HistoryQuery, HistoryRow, TimeWindow
@@ -225,10 +225,6 @@ def series_of(
             if attrs is None or attr in attrs:
                 found.append(Series(sid, entity_id, attr, dataset or None, bool(numeric)))
     return found
-
-
-COLUMNS = {"observedAt": "observed", "createdAt": "created", "modifiedAt": "modified",
-           "deletedAt": "deleted"}  # fmt: skip
 
 
 def read(conn: sqlite3.Connection, series: list[Series], query: HistoryQuery) -> list[HistoryRow]:

@@ -123,13 +123,15 @@ def spanned(
 
 
 def contiguous(spans: list[tuple[int, tuple[int, int]]]) -> bool:
-    """Numbered spans one after the other, all of one length."""
+    """Numbered spans one after the other, of one length (the last may be cut short by the
+    window): one range read, grouped by (instant - start) / length, answers them all."""
     if len(spans) < 2:
         return False
     first, (start, end) = spans[0]
     step = end - start
+    last = len(spans) - 1
     return all(
-        n == first + k and b == start + k * step and e - b == step
+        n == first + k and b == start + k * step and (e - b == step or k == last)
         for k, (n, (b, e)) in enumerate(spans)
     )
 
