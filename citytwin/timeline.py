@@ -166,17 +166,23 @@ class Timeline:
     ) -> Periods:
         """4.5.19: periods of aggrPeriodDuration from timeAt (or the oldest instance); only
         periods holding instances are listed; a zero duration is one period over the range."""
-        low, high = await self.store.history_bounds(tenant, [entity_id], select)
-        if low is None or high is None:
-            return {}
         window = select.window
-        spans, shown_end = period_spans(window, temporal.period, low, high)
-        ranges = [_clip(span, window) for span in spans]
+        spans: list[tuple[int, int]] = []
+        shown_end: list[int | None] = [None]
+
+        def ranges(low: int, high: int) -> list[tuple[int, int]]:
+            """The periods over the instants found, as read (clipped to the window)."""
+            found, shown_end[0] = period_spans(window, temporal.period, low, high)
+            spans.extend(found)
+            return [_clip(span, window) for span in found]
+
         rows = await self.store.aggregate(tenant, [entity_id], select, ranges, temporal.methods)
         out: Periods = {}
         for _, attr, dataset, n, totals, numeric in rows:
             start, end = spans[n]
-            out.setdefault((attr, dataset), []).append((start, shown_end or end, totals, numeric))
+            out.setdefault((attr, dataset), []).append(
+                (start, shown_end[0] or end, totals, numeric)
+            )
         if temporal.last_n is not None:
             out = {k: v[-temporal.last_n :] for k, v in out.items()}
         return out

@@ -208,20 +208,17 @@ class Store(Protocol):
 
     async def history_attrs(self, tenant: str, entity_id: str) -> set[str]: ...
 
-    async def history_bounds(
-        self, tenant: str, entity_ids: list[str], query: HistoryQuery
-    ) -> tuple[int | None, int | None]: ...
-
     async def aggregate(
         self,
         tenant: str,
         entity_ids: list[str],
         query: HistoryQuery,
-        spans: list[tuple[int, int]],
+        periods: Callable[[int, int], list[tuple[int, int]]],
         methods: tuple[str, ...],
     ) -> list[tuple[str, str, str | None, int, tuple[Any, ...], bool]]:
-        """The totals (count, distinct, sum, min, max, sum of squares) that the aggregation
-        methods need, of each [start, end) span holding instances, per series."""
+        """The totals the aggregation methods need, of each [start, end) period holding
+        instances, per series; `periods(oldest, newest)` makes the periods from the instants
+        the query finds (none: no call)."""
         ...
 
     async def delete_history(

@@ -42,23 +42,21 @@ class TimelineMixin:
     async def history_attrs(self, tenant: str, entity_id: str) -> set[str]:
         return {s.attr for s in self._series(tenant, [entity_id], HistoryQuery())}
 
-    async def history_bounds(
-        self, tenant: str, entity_ids: list[str], query: HistoryQuery
-    ) -> tuple[int | None, int | None]:
-        series = self._series(tenant, entity_ids, query)
-        return h.bounds(self.reader, series, query.window)
-
     async def aggregate(
         self,
         tenant: str,
         entity_ids: list[str],
         query: HistoryQuery,
-        spans: list[tuple[int, int]],
+        periods: Callable[[int, int], list[tuple[int, int]]],
         methods: tuple[str, ...],
     ) -> list[tuple[str, str, str | None, int, Totals, bool]]:
-        """(entity, attribute, datasetId, span number, totals, numeric) of each span holding
-        instances; totals are (count, distinct, sum, min, max, sum of squares)."""
+        """(entity, attribute, datasetId, period number, totals, numeric) of each period holding
+        instances; `periods` makes the periods from the oldest and newest instant found."""
         series = self._series(tenant, entity_ids, query)
+        low, high = h.bounds(self.reader, series, query.window)
+        if low is None or high is None:
+            return []
+        spans = periods(low, high)
         rows = sqlite_aggregate.aggregate(self.reader, series, query.window.prop, spans, methods)
         return [(s.entity, s.attr, s.dataset, n, v, s.numeric) for s, n, v in rows]
 
