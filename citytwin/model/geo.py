@@ -6,6 +6,7 @@ import importlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from types import ModuleType
 from typing import Any
 
@@ -53,6 +54,11 @@ class GeoQuery:
     geoproperty: str = "location"
     max_distance: float | None = None
     min_distance: float | None = None
+
+    @cached_property
+    def ref(self) -> Any:
+        """The query's geometry as a shapely shape, parsed once however many candidates."""
+        return shape(self.geometry)
 
     def bbox(self) -> tuple[float, float, float, float] | None:
         """The box (minx, maxx, miny, maxy) candidates must touch; None: no box prunes."""
@@ -171,7 +177,7 @@ def matches(query: GeoQuery, value: dict[str, Any]) -> bool:
 
 def _matches(query: GeoQuery, value: dict[str, Any]) -> bool:
     target = shape(value)
-    ref = shape(query.geometry)
+    ref = query.ref
     if query.georel == "near":
         meters = distance_m(ref, target)
         if query.max_distance is not None and meters > query.max_distance:
@@ -218,7 +224,7 @@ def matching_boxes(query: GeoQuery, boxes: list[tuple[float, float, float, float
         return []
     xs = np.fromiter((b[0] for b in boxes), float, len(boxes))
     ys = np.fromiter((b[2] for b in boxes), float, len(boxes))
-    ref = shape(query.geometry)
+    ref = query.ref
     if query.georel == "near":
         meters = _distances(ref, xs, ys)
         keep = np.ones(len(boxes), bool)
@@ -228,18 +234,8 @@ def matching_boxes(query: GeoQuery, boxes: list[tuple[float, float, float, float
             keep &= meters >= query.min_distance
         return keep.tolist()
     points = shapely.points(xs, ys)
-    test = getattr(shapely, _VECTOR[query.georel])
+    test = getattr(shapely, query.georel)  # shapely names its predicates as NGSI-LD does
     return test(points, ref).tolist()
-
-
-_VECTOR = {
-    "within": "within",
-    "contains": "contains",
-    "intersects": "intersects",
-    "equals": "equals",
-    "disjoint": "disjoint",
-    "overlaps": "overlaps",
-}
 
 
 def _distances(ref: Any, xs: Any, ys: Any) -> Any:
@@ -261,12 +257,12 @@ def point_distances(query: GeoQuery, points: list[tuple[str, float, float]]) -> 
         return []
     xs = np.fromiter((p[1] for p in points), float, len(points))
     ys = np.fromiter((p[2] for p in points), float, len(points))
-    return _distances(shape(query.geometry), xs, ys).tolist()
+    return _distances(query.ref, xs, ys).tolist()
 
 
 def shape_distance(query: GeoQuery, value: dict[str, Any]) -> float:
     """Metres from the query's geometry to a stored geometry (inf if GEOS cannot read it)."""
     try:
-        return distance_m(shape(query.geometry), shape(value))
+        return distance_m(query.ref, shape(value))
     except (ValueError, TypeError, _errors.GEOSException):
         return math.inf
