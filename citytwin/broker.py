@@ -70,13 +70,19 @@ class Broker:
         if not await self.store.tenant_exists(tenant):
             raise NonexistentTenant(f"tenant {tenant!r} does not exist")
 
-    async def get_entity(self, tenant: str, entity_id: str) -> Entity:
-        check_uri(entity_id, "entity id")
+    async def _found(
+        self, tenant: str, key: str, what: str, read: Callable[[str, str], Awaitable[Any]]
+    ) -> Any:
+        """One stored thing by id: a bad id is BadRequestData, a missing one ResourceNotFound."""
+        check_uri(key, f"{what} id")
         await self.require_tenant(tenant)
-        entity = await self.store.get(tenant, entity_id)
-        if entity is None:
-            raise ResourceNotFound(f"entity {entity_id} does not exist")
-        return entity
+        found = await read(tenant, key)
+        if found is None:
+            raise ResourceNotFound(f"{what} {key} does not exist")
+        return found
+
+    async def get_entity(self, tenant: str, entity_id: str) -> Entity:
+        return await self._found(tenant, entity_id, "entity", self.store.get)
 
     async def query(self, tenant: str, query: Query) -> QueryResult:
         """5.7.2."""
@@ -220,12 +226,7 @@ class Broker:
 
     async def get_subscription(self, tenant: str, sub_id: str) -> dict[str, Any]:
         """5.8.3."""
-        check_uri(sub_id, "subscription id")
-        await self.require_tenant(tenant)
-        doc = await self.store.get_subscription(tenant, sub_id)
-        if doc is None:
-            raise ResourceNotFound(f"subscription {sub_id} does not exist")
-        return doc
+        return await self._found(tenant, sub_id, "subscription", self.store.get_subscription)
 
     async def subscriptions(self, tenant: str) -> list[dict[str, Any]]:
         """5.8.4."""

@@ -21,18 +21,28 @@ Rows = list[tuple[str, str | None, str | None, int]]
 Grouped = dict[str, dict[str, set[str]]]
 
 
-async def _summary(
-    request: Request,
-) -> tuple[Context, list[tuple[str, str | None, str | None, int]]]:
+async def _context(request: Request) -> Context:
     params.check_params(request, _PARAMS)
     accept(request)
-    ctx = await request_context(request)
+    return await request_context(request)
+
+
+async def _summary(request: Request) -> tuple[Context, Rows]:
+    ctx = await _context(request)
     return ctx, await state(request).broker.summary(tenant_of(request))
 
 
-def _attrs_by_type(
-    rows: list[tuple[str, str | None, str | None, int]],
-) -> dict[str, dict[str, set[str]]]:
+def _listing(
+    request: Request, ctx: Context, kind: str, member: str, names: list[str], details: Any
+) -> Response:
+    """details=true: the details of each (details() makes them); else one list of names."""
+    if params.flag(request, "details"):
+        return json_response(details(), ctx=ctx)
+    body = {"id": f"urn:ngsi-ld:{kind}:{uuid.uuid4()}", "type": kind, member: names}
+    return json_response(body, ctx=ctx)
+
+
+def _attrs_by_type(rows: Rows) -> Grouped:
     by_type: dict[str, dict[str, set[str]]] = defaultdict(dict)
     for kind, attr, attr_type, _ in rows:
         attrs = by_type[kind]
@@ -45,33 +55,27 @@ async def types(request: Request) -> Response:
     """5.7.5 (EntityTypeList) and 5.7.6 (details=true: EntityType for each)."""
     ctx, rows = await _summary(request)
     by_type = _attrs_by_type(rows)
-    if params.flag(request, "details"):
-        body: Any = [
-            {
-                "id": iri,
-                "type": "EntityType",
-                "typeName": ctx.compact(iri),
-                "attributeNames": [ctx.compact(a) for a in attrs],
-            }
-            for iri, attrs in by_type.items()
-        ]
-        return json_response(body, ctx=ctx)
-    body = {
-        "id": f"urn:ngsi-ld:EntityTypeList:{uuid.uuid4()}",
-        "type": "EntityTypeList",
-        "typeList": [ctx.compact(iri) for iri in by_type],
-    }
-    return json_response(body, ctx=ctx)
+    names = [ctx.compact(iri) for iri in by_type]
+    return _listing(request, ctx, "EntityTypeList", "typeList", names, lambda: [
+        {
+            "id": iri,
+            "type": "EntityType",
+            "typeName": ctx.compact(iri),
+            "attributeNames": [ctx.compact(a) for a in attrs],
+        }
+        for iri, attrs in by_type.items()
+    ])  # fmt: skip
 
 
 async def entity_type(request: Request) -> Response:
     """5.7.7: EntityTypeInfo of one type."""
-    ctx, rows = await _summary(request)
+    ctx = await _context(request)
+    broker, tenant = state(request).broker, tenant_of(request)
+    counts = await broker.type_counts(tenant)  # the type index: cheap, before the summary
     iri = expand_name(request.path_params["type"], ctx, "entity type")
-    counts = await state(request).broker.type_counts(tenant_of(request))
     if iri not in counts:
         raise ResourceNotFound(f"no entity of type {request.path_params['type']}")
-    attrs = _attrs_by_type(rows).get(iri, {})
+    attrs = _attrs_by_type(await broker.summary(tenant)).get(iri, {})
     body = {
         "id": iri,
         "type": "EntityTypeInfo",
@@ -90,9 +94,7 @@ async def entity_type(request: Request) -> Response:
     return json_response(body, ctx=ctx)
 
 
-def _types_by_attr(
-    rows: list[tuple[str, str | None, str | None, int]],
-) -> dict[str, dict[str, set[str]]]:
+def _types_by_attr(rows: Rows) -> Grouped:
     """attribute -> {"types": entity types, "kinds": attribute types}."""
     by_attr: Grouped = {}
     for kind, attr, attr_type, _ in rows:
@@ -107,23 +109,16 @@ async def attributes(request: Request) -> Response:
     """5.7.8 (AttributeList) and 5.7.9 (details=true: Attribute for each)."""
     ctx, rows = await _summary(request)
     by_attr = _types_by_attr(rows)
-    if params.flag(request, "details"):
-        body: Any = [
-            {
-                "id": attr,
-                "type": "Attribute",
-                "attributeName": ctx.compact(attr),
-                "typeNames": sorted(ctx.compact(t) for t in entry["types"]),
-            }
-            for attr, entry in by_attr.items()
-        ]
-        return json_response(body, ctx=ctx)
-    body = {
-        "id": f"urn:ngsi-ld:AttributeList:{uuid.uuid4()}",
-        "type": "AttributeList",
-        "attributeList": [ctx.compact(a) for a in by_attr],
-    }
-    return json_response(body, ctx=ctx)
+    names = [ctx.compact(a) for a in by_attr]
+    return _listing(request, ctx, "AttributeList", "attributeList", names, lambda: [
+        {
+            "id": attr,
+            "type": "Attribute",
+            "attributeName": ctx.compact(attr),
+            "typeNames": sorted(ctx.compact(t) for t in entry["types"]),
+        }
+        for attr, entry in by_attr.items()
+    ])  # fmt: skip
 
 
 async def attribute(request: Request) -> Response:

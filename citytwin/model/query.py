@@ -293,13 +293,6 @@ def _expanded(value: Any, expand_name: Any) -> Any:
     return expand_name(value) if isinstance(value, str) else value
 
 
-def attribute_names(node: Node) -> set[str]:
-    """Every attribute a query looks at (for pick/attrs and validation)."""
-    if isinstance(node, Term):
-        return {node.path.attr}
-    return set().union(*(attribute_names(p) for p in node.parts))
-
-
 # -- type expressions ------------------------------------------------------------------------------
 
 

@@ -134,13 +134,16 @@ class Notifier:
                 self.seq = change.seq
 
     async def _dispatch(self, change: ChangeRecord) -> None:
+        entity = change.after or change.before
+        assert entity is not None
+        candidates = list(self._candidates(change.tenant, entity))
+        if not candidates:  # the commonest case: no subscription looks at this entity
+            return
         why = reasons(change)
         if not why:
             return
         at = now()
-        entity = change.after or change.before
-        assert entity is not None
-        for sub in self._candidates(change.tenant, entity):
+        for sub in candidates:
             if "timeInterval" in sub.doc:
                 continue  # periodic subscriptions notify on their clock, not on changes
             reason = fired(sub, change, why, at)
@@ -285,10 +288,6 @@ class Notifier:
         items = [(t, i, self.status[(t, i)]) for t, i in dirty if (t, i) in self.status]
         if items:
             await self.store.save_status(items)
-            for tenant, sub_id, status in items:
-                sub = self.subs.get((tenant, sub_id))
-                if sub is not None:
-                    sub.doc["notification"].update(status)
         safe = min(self.pending, default=self.seq + 1) - 1
         if safe > self.saved:
             await self.store.set_cursor(CURSOR, safe)

@@ -97,7 +97,7 @@ def _null(
 
 def render_data(sub: Compiled, shown: Entity, before: Entity | None, view: View) -> dict[str, Any]:
     out = render_entity(shown, sub.ctx, view)
-    if "deletedAt" in shown and view.form != NORMALIZED or "deletedAt" in shown:
+    if "deletedAt" in shown:
         out["deletedAt"] = shown["deletedAt"]
     if (
         sub.doc["notification"].get("showChanges")
