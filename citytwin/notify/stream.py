@@ -79,6 +79,8 @@ def _matching(store: Store, tenant: str, query: Query, change: ChangeRecord) -> 
         return None
     if query.types is not None and not _has_types(query.types, set(entity["type"])):
         return None
+    if query.id_pattern is not None and not store.entity_matches(tenant, entity, query):
+        return None
     if query.q is not None or query.scope_q is not None:
         if change.after is None or not store.entity_matches(tenant, entity, query):
             return None

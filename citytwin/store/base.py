@@ -140,7 +140,8 @@ class Store(Protocol):
     async def query(self, tenant: str, query: Query) -> QueryResult: ...
 
     def entity_matches(self, tenant: str, entity: Entity, query: Query) -> bool:
-        """Whether one entity, stored or not, meets a query's q and scopeQ (same code as query)."""
+        """Whether one entity, stored or not, meets a query's idPattern, q and scopeQ (the same
+        code as query)."""
         ...
 
     async def purge(self, tenant: str, query: Query) -> int: ...

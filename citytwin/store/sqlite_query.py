@@ -201,10 +201,13 @@ def _shape_distance(conn: sqlite3.Connection, tenant: str, entity_id: str, geo: 
 
 
 def entity_matches(conn: sqlite3.Connection, tenant: str, entity: Entity, query: Query) -> bool:
-    """Whether one entity (not necessarily stored, e.g. a change's after state) meets the q and
-    scopeQ of a query: the same compiled SQL as queries, run over a one-row table."""
+    """Whether one entity (not necessarily stored, e.g. a change's after state) meets the
+    idPattern, q and scopeQ of a query: the same compiled SQL as queries, over a one-row table."""
     parts: list[str] = []
     params: list[Any] = []
+    if query.id_pattern is not None:
+        parts.append("regexp(?, e.id)")
+        params.append(query.id_pattern)
     for node in (query.q, query.scope_q):
         if node is not None:
             parts.append(compile_node(node, params, tenant))

@@ -64,3 +64,16 @@ async def test_stream_refuses_bad_input(servers: Servers) -> None:  # noqa: F811
         assert bad_q.status_code == 400
         bad_id = await client.get(root + STREAM, headers={"Last-Event-ID": "x"})
         assert bad_id.status_code == 400
+
+
+async def test_stream_applies_id_pattern(servers: Servers) -> None:  # noqa: F811
+    url = await servers.start()
+    root = url.removesuffix("/ngsi-ld/v1")
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+        params = {"type": "Sensor", "idPattern": r":Sensor:[12]$"}
+        async with client.stream("GET", root + STREAM, params=params) as response:
+            for entity in (sensor(3, 10), sensor(1, 20), sensor(2, 30)):
+                assert (await client.post(url + "/entities", json=entity)).status_code == 201
+            events = await asyncio.wait_for(read_events(response, 2), 10)
+        assert [body["data"][0]["id"] for _, body in events] == [
+            "urn:ngsi-ld:Sensor:1", "urn:ngsi-ld:Sensor:2"]  # fmt: skip
