@@ -17,6 +17,8 @@ from citytwin.api.routes import routes
 from citytwin.api.state import AppState
 from citytwin.broker import Broker
 from citytwin.contexts import ContextResolver
+from citytwin.devices.gateway import Gateway
+from citytwin.devices.link import DeviceLink
 from citytwin.errors import InternalError, NgsiError, ResourceNotFound
 from citytwin.notify.notifier import Notifier
 from citytwin.notify.stream import Feed
@@ -27,10 +29,13 @@ from citytwin.timeline import Timeline, retain
 log = logging.getLogger("citytwin")
 
 
+_HEADERS = {"allow": "Allow", "retry_after": "Retry-After"}  # error extras sent as headers
+
+
 def problem_response(exc: NgsiError) -> Response:
     """The one place an error becomes a response: ProblemDetails (6.3.2)."""
-    headers = {"Allow": exc.extra["allow"]} if "allow" in exc.extra else None
-    body = {k: v for k, v in exc.problem().items() if k != "allow"}
+    headers = {h: exc.extra[k] for k, h in _HEADERS.items() if k in exc.extra} or None
+    body = {k: v for k, v in exc.problem().items() if k not in _HEADERS}
     return Response(orjson.dumps(body), exc.status, headers, media_type="application/json")
 
 
@@ -68,12 +73,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         broker.subscriptions_changed = notifier.reload
         broker.delivery_status = notifier.delivery_status
         timeline = Timeline(broker, settings.temporal_limit)
-        app.state.citytwin = AppState(broker, resolver, settings, feed, timeline)
+        gateway = Gateway(broker, resolver.core, settings.gateway_queue, settings.command_timeout)
+        await gateway.start()
+        link = DeviceLink(gateway, store, settings.mqtt, settings.mqtt_host, settings.mqtt_port)
+        await link.start()
+        app.state.citytwin = AppState(broker, resolver, settings, feed, timeline, gateway)
         retention = asyncio.create_task(retain(store, settings.history_days))
         try:
             yield
         finally:
             retention.cancel()
+            await link.stop()
+            await gateway.stop()
             await notifier.stop()
             await resolver.close()
             await store.close()

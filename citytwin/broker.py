@@ -38,6 +38,7 @@ from citytwin.store.base import (
     MISSING,
     AttributeFn,
     Change,
+    HistoryEntry,
     MutateFn,
     Query,
     QueryResult,
@@ -286,6 +287,37 @@ class Broker:
                     result.created.append(entity_id)
         return result
 
+    async def measure(
+        self, tenant: str, items: Sequence[tuple[str, Entity, Entity | None]]
+    ) -> list[Any]:
+        """Device measurements, many entities in one transaction (the device gateway).
+
+        Each item is (entity id, parsed attributes, the entity to create first if it does not
+        exist); items of one entity apply in order, each instance goes to the history as sent
+        (two readings in one batch are two instances). Returns None or the error, per item.
+        """
+        stamp = now()
+        ops = [(entity_id, _measured(attrs, blank, stamp)) for entity_id, attrs, blank in items]
+        return await self.store.mutate(tenant, ops)
+
+    async def adopt(self, tenant: str, entities: list[Entity]) -> None:
+        """Create each entity, or add to an existing one the attributes it lacks (a device
+        provisioned for a twin that is already there)."""
+        stamp = now()
+
+        def op(entity: Entity) -> MutateFn:
+            def fn(current: Entity | None) -> Change:
+                if current is None:
+                    return Change(entity)
+                outcome = update.append_attrs(current, entity, stamp, no_overwrite=True)
+                return Change(outcome.entity, write=outcome.changed)
+
+            return fn
+
+        for result in await self.store.mutate(tenant, [(e["id"], op(e)) for e in entities]):
+            if isinstance(result, Exception):
+                raise result
+
     async def purge(
         self, tenant: str, what: Query, attrs: frozenset[str] | None = None, keep: bool = False
     ) -> int:
@@ -334,6 +366,25 @@ def _outcome(fn: Callable[[Entity], update.Outcome]) -> MutateFn:
         return Change(outcome.entity, outcome, write=outcome.changed)
 
     return _existing(run)
+
+
+def _measured(attrs: dict[str, list[Any]], blank: Entity | None, stamp: str) -> MutateFn:
+    def fn(current: Entity | None) -> Change:
+        if current is None:
+            if blank is None:
+                raise ResourceNotFound("entity does not exist")
+            current = {**blank, "attrs": dict(blank["attrs"]), "createdAt": stamp}
+        before = {n: list(current["attrs"][n]) for n in attrs if n in current["attrs"]}
+        entity = update.update_attrs(current, {"type": [], "attrs": attrs}, stamp).entity
+        written = [
+            HistoryEntry(name, inst)
+            for name in attrs
+            for inst in entity["attrs"].get(name, ())
+            if inst.get("modifiedAt") == stamp
+        ]
+        return Change(entity, history=written, touched=(list(attrs), before))
+
+    return fn
 
 
 def _upsert(entity: Entity, stamp: str, mode_update: bool) -> MutateFn:

@@ -104,3 +104,9 @@ class MethodNotAllowed(NgsiError):
     """HTTP 405: the resource exists but not with this method."""
 
     name, status, title = "MethodNotAllowed", 405, "Method not allowed"
+
+
+class ServiceUnavailable(NgsiError):
+    """HTTP 503: the service cannot take the request now (the device gateway's queue is full)."""
+
+    name, status, title = "ServiceUnavailable", 503, "Service unavailable"

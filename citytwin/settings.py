@@ -21,6 +21,11 @@ class Settings:
     default_limit: int = 20
     temporal_limit: int = 10_000  # instances a series in one temporal response (6.3.10)
     history_days: float = 0.0  # drop history older than this many days; 0 keeps it all
+    mqtt: str = "embedded"  # the device gateway's MQTT broker: embedded, off, or mqtt://host:port
+    mqtt_host: str = "127.0.0.1"  # where the embedded broker listens
+    mqtt_port: int = 1883
+    command_timeout: float = 30.0  # seconds a device has to answer a command (then EXPIRED)
+    gateway_queue: int = 20_000  # readings waiting to be committed before devices are held back
 
     @property
     def base_url(self) -> str:

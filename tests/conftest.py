@@ -15,7 +15,9 @@ BASE = "/ngsi-ld/v1"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(database=str(tmp_path / "twin.db"), max_body_bytes=64 * 1024, max_json_depth=16)
+    return Settings(
+        database=str(tmp_path / "twin.db"), max_body_bytes=64 * 1024, max_json_depth=16, mqtt="off"
+    )
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ async def test_a_file_from_before_the_history_gets_its_current_state_as_history(
          doc["createdAt"], doc["modifiedAt"]),
     )  # fmt: skip
     conn.close()
-    app = create_app(Settings(database=db))
+    app = create_app(Settings(database=db, mqtt="off"))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test" + BASE) as c:

@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 from citytwin.api import (
     batch,
     contexts,
+    devices,
     discovery,
     entities,
     query,
@@ -40,7 +41,7 @@ def _collection(path: str, methods: dict[str, Endpoint]) -> list[BaseRoute]:
     return [_route(p, methods) for p in (path, path + "/")]
 
 
-def _route(path: str, methods: dict[str, Endpoint]) -> BaseRoute:
+def _route(path: str, methods: dict[str, Endpoint], base: str = BASE) -> BaseRoute:
     allow = ", ".join(methods)
 
     async def dispatch(request: Request) -> Response:
@@ -49,7 +50,7 @@ def _route(path: str, methods: dict[str, Endpoint]) -> BaseRoute:
             raise MethodNotAllowed(f"{request.method} is not supported on {path}", allow=allow)
         return await handler(request)
 
-    return Route(BASE + path, dispatch, methods=_ALL)
+    return Route(base + path, dispatch, methods=_ALL)
 
 
 def routes() -> list[BaseRoute]:
@@ -121,10 +122,35 @@ def routes() -> list[BaseRoute]:
         *_collection("/temporal/entityOperations/query", {"POST": t.post_query}),
     ]
     table.append(Route("/citytwin/v1/stream", stream.stream, methods=["GET"]))
+    table += _iot_routes()
     for op in batch.OPERATIONS:
         table += _collection(f"/entityOperations/{op}", {"POST": _batch(op)})
     table += _collection("/entityOperations/query", {"POST": query.post_query})
     return table
+
+
+def _iot_routes() -> list[BaseRoute]:
+    """The FIWARE IoT Agent API of the device gateway, at the paths IoT Agents use."""
+    d = devices
+    table = {
+        "/iot/services": {
+            "GET": d.list_groups,
+            "POST": d.create_groups,
+            "PUT": d.update_group,
+            "DELETE": d.delete_group,
+        },
+        "/iot/devices": {"GET": d.list_devices, "POST": d.create_devices},
+        "/iot/devices/{device_id}": {
+            "GET": d.retrieve_device,
+            "PUT": d.update_device,
+            "DELETE": d.delete_device,
+        },
+        "/iot/json": {"POST": d.measure, "GET": d.poll},
+        "/iot/json/commands": {"POST": d.command_answer},
+        "/iot/about": {"GET": d.about},
+        "/citytwin/v1/metrics": {"GET": d.metrics},
+    }
+    return [_route(path, methods, base="") for path, methods in table.items()]
 
 
 def _batch(op: str) -> Endpoint:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from citytwin.api.negotiation import Body, item_context, link_context, read_body, tenant_of
 from citytwin.broker import Broker
 from citytwin.contexts import ContextResolver
+from citytwin.devices.gateway import Gateway
 from citytwin.errors import InvalidRequest
 from citytwin.model.context import Context
 from citytwin.notify.stream import Feed
@@ -24,6 +25,7 @@ class AppState:
     settings: Settings
     feed: Feed
     timeline: Timeline
+    gateway: Gateway
 
 
 def state(request: Request) -> AppState:

@@ -39,12 +39,15 @@ class Change:
 
     `history`: what the write adds to the entity's history; None lets the store work it out
     (every instance the write touched, a tombstone for every one it removed).
+    `touched`: the write changed only these attributes, and this is how they were (by name);
+    the change log then records only them as before, as a single-attribute write does.
     """
 
     entity: Entity | None
     result: Any = None
     write: bool = True
     history: list[HistoryEntry] | None = None
+    touched: tuple[list[str], dict[str, Any]] | None = None
 
 
 MutateFn = Callable[[Entity | None], Change]
@@ -167,6 +170,11 @@ class Store(Protocol):
 
     async def changes_since(self, seq: int, limit: int = 1000) -> list[ChangeRecord]: ...
 
+    async def changes_touching(self, seq: int, upto: int, needles: list[str]) -> list[ChangeRecord]:
+        """Changes in (seq, upto] whose written attributes may hold one of the needles (a
+        prefilter: some may not)."""
+        ...
+
     async def last_change(self) -> int: ...
 
     async def prune_changes(self, below: int) -> int: ...
@@ -233,3 +241,17 @@ class Store(Protocol):
     async def delete_instance(self, tenant: str, entity_id: str, attr: str, iid: int) -> bool: ...
 
     async def prune_history(self, cutoff: int) -> int: ...
+
+    # -- provisioning of the device gateway ------------------------------------------------------
+
+    async def provisioned(self, kind: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(tenant, key, document) of every provisioned item of a kind ("group", "device")."""
+        ...
+
+    async def provision(
+        self, kind: str, items: list[tuple[str, str, dict[str, Any]]], create: bool
+    ) -> bool:
+        """Store items all or none: False if `create` and one exists, or not and one does not."""
+        ...
+
+    async def unprovision(self, kind: str, tenant: str, keys: list[str]) -> int: ...

@@ -32,6 +32,7 @@ from citytwin.store.base import (
 )
 from citytwin.store.sql import attr_path
 from citytwin.store.sqlite_changes import LogMixin, Row, record
+from citytwin.store.sqlite_devices import DevicesMixin
 from citytwin.store.sqlite_index import migrate, reindex, reindex_attribute
 from citytwin.store.sqlite_query import entity_matches, matching_ids, register, run_query
 from citytwin.store.sqlite_timeline import TimelineMixin
@@ -64,7 +65,7 @@ class _Writer(threading.Thread):
     def __init__(self, conn: sqlite3.Connection, lock_path: str) -> None:
         super().__init__(name="citytwin-sqlite-writer", daemon=True)
         self.conn = conn
-        self.after_commit: Callable[[], None] | None = None
+        self.after_commit: list[Callable[[], None]] = []
         self.lock = open(lock_path, "a+b")  # held for the writer's lifetime
         self.jobs: queue.SimpleQueue[tuple[Job, asyncio.Future[Any]] | None] = queue.SimpleQueue()
 
@@ -100,8 +101,8 @@ class _Writer(threading.Thread):
             fcntl.flock(self.lock, fcntl.LOCK_UN)
         for (_, future), (ok, value) in zip(group, results, strict=True):
             future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
-        if self.after_commit is not None:
-            self.after_commit()
+        for callback in self.after_commit:
+            callback()
 
     def _savepoint(self, job: Job) -> tuple[bool, Any]:
         self.conn.execute("SAVEPOINT job")
@@ -124,7 +125,7 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-class SqliteStore(LogMixin, TimelineMixin):
+class SqliteStore(LogMixin, TimelineMixin, DevicesMixin):
     """Entities of every tenant in one SQLite file."""
 
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
@@ -174,7 +175,7 @@ class SqliteStore(LogMixin, TimelineMixin):
     def watch(self, callback: Callable[[], None]) -> None:
         """Call back (from the writer thread, so it must be thread-safe) after each commit."""
         assert self._writer is not None, "store is not open"
-        self._writer.after_commit = callback
+        self._writer.after_commit.append(callback)
 
     @property
     def reader(self) -> sqlite3.Connection:
@@ -320,6 +321,7 @@ class _Batch:
         self.original: dict[str, bytes | None] = {}
         self.existed: dict[str, bool] = {}
         self.final: dict[str, Entity | None] = {}
+        self.touched: dict[str, tuple[list[str], dict[str, Any]] | None] = {}
 
     def run(self, ops: Sequence[tuple[str, MutateFn]]) -> list[Any]:
         self._load(list(dict.fromkeys(i for i, _ in ops)))
@@ -354,6 +356,7 @@ class _Batch:
             self.docs[entity_id] = orjson.dumps(entity) if entity is not None else None
             self.final[entity_id] = entity
             self._remember(entity_id, before, change)
+            self._touch(entity_id, change.touched)
         return change.result
 
     def _remember(self, entity_id: str, before: Any, change: Change) -> None:
@@ -373,6 +376,23 @@ class _Batch:
             return
         for n, h in enumerate(change.history, start=len(kept)):
             kept[n] = Record(self.tenant, entity_id, h.attr, h.instance, at, h.deleted, h.replaces)
+
+    def _touch(self, entity_id: str, touched: tuple[list[str], dict[str, Any]] | None) -> None:
+        """Which attributes the entity's writes in this batch touched, and how they were first
+        (None: the whole entity is logged)."""
+        if entity_id not in self.touched:
+            self.touched[entity_id] = touched and (list(touched[0]), dict(touched[1]))
+            return
+        known = self.touched[entity_id]
+        if known is None or touched is None:
+            self.touched[entity_id] = None
+            return
+        names, before = known
+        for name in touched[0]:
+            if name not in names:
+                names.append(name)
+                if name in touched[1]:
+                    before[name] = touched[1][name]
 
     def _flush(self) -> None:
         inserts, updates, deletes = [], [], []
@@ -416,5 +436,11 @@ class _Batch:
         at = _now()
         for entity_id in self.final:
             before, after = self.original[entity_id], self.docs[entity_id]
-            if before is not None or after is not None:
+            touched = self.touched.get(entity_id)
+            if touched is not None and before is not None and after is not None:
+                names, was = touched
+                partial = orjson.dumps({"id": entity_id, "attrs": was}).decode()
+                touched_names = orjson.dumps(names).decode()
+                yield self.tenant, entity_id, touched_names, partial, _text(after), at
+            elif before is not None or after is not None:
                 yield self.tenant, entity_id, None, _text(before), _text(after), at

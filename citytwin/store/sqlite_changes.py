@@ -52,6 +52,25 @@ def since(conn: sqlite3.Connection, seq: int, limit: int) -> list[ChangeRecord]:
         " ORDER BY seq LIMIT ?",
         (seq, limit),
     ).fetchall()
+    return _records(rows)
+
+
+def touching(
+    conn: sqlite3.Connection, seq: int, upto: int, needles: list[str]
+) -> list[ChangeRecord]:
+    """Changes in (seq, upto] whose touched attributes (or whole new state, when the write did
+    not say) hold one of the needles: a cheap filter in SQL, so that only those are parsed."""
+    rows = conn.execute(
+        "SELECT seq, tenant, id, attrs, before, after, at FROM changes c"
+        " WHERE seq > ? AND seq <= ? AND after IS NOT NULL AND EXISTS"
+        " (SELECT 1 FROM json_each(?) n WHERE instr(coalesce(c.attrs, c.after), n.value) > 0)"
+        " ORDER BY seq",
+        (seq, upto, orjson.dumps(needles).decode()),
+    ).fetchall()
+    return _records(rows)
+
+
+def _records(rows: list[Any]) -> list[ChangeRecord]:
     return [
         ChangeRecord(
             seq=seq_,
@@ -99,6 +118,9 @@ class LogMixin:
 
     async def changes_since(self, seq: int, limit: int = 1000) -> list[ChangeRecord]:
         return since(self.reader, seq, limit)
+
+    async def changes_touching(self, seq: int, upto: int, needles: list[str]) -> list[ChangeRecord]:
+        return touching(self.reader, seq, upto, needles)
 
     async def last_change(self) -> int:
         return last_seq(self.reader)

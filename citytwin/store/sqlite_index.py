@@ -17,6 +17,7 @@ import orjson
 
 from citytwin.model.geo import bbox
 from citytwin.store.sqlite_changes import V3
+from citytwin.store.sqlite_devices import V6
 from citytwin.store.sqlite_history import V4, backfill
 from citytwin.store.sqlite_rollup import V5
 
@@ -55,7 +56,7 @@ def _backfill(conn: sqlite3.Connection) -> None:
 
 
 Migration = str | Callable[[sqlite3.Connection], None]
-MIGRATIONS: list[list[Migration]] = [[_V1], [_V2, _backfill], [V3], [V4, V5, backfill]]
+MIGRATIONS: list[list[Migration]] = [[_V1], [_V2, _backfill], [V3], [V4, V5, backfill], [V6]]
 
 
 def migrate(conn: sqlite3.Connection) -> None:

@@ -114,7 +114,7 @@ def running_city(tmp_path: Path) -> Iterator[City]:
         stack = contextlib.AsyncExitStack()
 
         async def start() -> httpx.AsyncClient:
-            app = create_app(Settings(database=str(tmp_path / "fuzz.db")))
+            app = create_app(Settings(database=str(tmp_path / "fuzz.db"), mqtt="off"))
             await stack.enter_async_context(app.router.lifespan_context(app))
             # a crash must show as the 500 it would be, not as an exception in the test
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

@@ -1,0 +1,131 @@
+"""The provisioned service groups and devices: kept in the store, looked up from memory.
+
+A measurement names its device by apikey and device_id (the MQTT topic or the HTTP query), a
+command by its twin entity; both are answered from maps rebuilt after every provisioning change,
+and again from the store now and then, since other workers may provision too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from citytwin.devices.provision import DEFAULT_RESOURCE, Doc, Profile, profile
+from citytwin.store.base import Store
+
+GROUP, DEVICE = "group", "device"
+STALE_AFTER = 2.0  # seconds before a miss reads the store again (another worker may know it)
+SEP = "\x1f"
+
+
+def group_key(path: str, resource: str, apikey: str) -> str:
+    return f"{path}{SEP}{resource}{SEP}{apikey}"
+
+
+def device_key(path: str, device_id: str) -> str:
+    return f"{path}{SEP}{device_id}"
+
+
+@dataclass
+class _Maps:
+    groups: dict[tuple[str, str], Doc] = field(default_factory=dict)  # (tenant, key)
+    devices: dict[tuple[str, str], Doc] = field(default_factory=dict)
+    by_apikey: dict[str, list[tuple[str, str, Doc]]] = field(default_factory=dict)
+    own_apikey: dict[tuple[str, str], tuple[str, str, Doc]] = field(default_factory=dict)
+    by_entity: dict[tuple[str, str], Profile] = field(default_factory=dict)
+
+
+class Registry:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.maps = _Maps()
+        self.loaded = 0.0
+
+    async def load(self) -> None:
+        maps = _Maps()
+        for tenant, key, doc in await self.store.provisioned(GROUP):
+            maps.groups[(tenant, key)] = doc
+            path = key.split(SEP, 1)[0]
+            maps.by_apikey.setdefault(doc["apikey"], []).append((tenant, path, doc))
+        for tenant, key, doc in await self.store.provisioned(DEVICE):
+            maps.devices[(tenant, key)] = doc
+            path = key.split(SEP, 1)[0]
+            if doc.get("apikey"):
+                maps.own_apikey[(doc["apikey"], doc["device_id"])] = (tenant, path, doc)
+            found = profile(tenant, path, doc, self._group_of(maps, tenant, path, doc))
+            maps.by_entity[(tenant, found.entity_id)] = found
+        self.maps = maps
+        self.loaded = time.monotonic()
+
+    async def refresh(self) -> bool:
+        """Read the store again if the maps are older than STALE_AFTER; True if it did."""
+        if time.monotonic() - self.loaded < STALE_AFTER:
+            return False
+        await self.load()
+        return True
+
+    @staticmethod
+    def _group_of(maps: _Maps, tenant: str, path: str, device: Doc) -> Doc | None:
+        """A device's group: the one of its apikey, else its service path's (the /iot/json one
+        first)."""
+        candidates = [
+            doc
+            for (t, key), doc in maps.groups.items()
+            if t == tenant and key.split(SEP, 1)[0] == path
+        ]
+        if device.get("apikey"):
+            candidates = [g for g in candidates if g["apikey"] == device["apikey"]]
+        candidates.sort(key=lambda g: g.get("resource") != DEFAULT_RESOURCE)
+        return candidates[0] if candidates else None
+
+    def group_of(self, tenant: str, path: str, device: Doc) -> Doc | None:
+        return self._group_of(self.maps, tenant, path, device)
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    def device(self, apikey: str, device_id: str) -> Profile | None:
+        maps = self.maps
+        own = maps.own_apikey.get((apikey, device_id))
+        if own is not None:
+            tenant, path, doc = own
+            return self._profile(tenant, path, doc)
+        for tenant, path, _ in maps.by_apikey.get(apikey, ()):
+            doc = maps.devices.get((tenant, device_key(path, device_id)))
+            if doc is not None and doc.get("apikey") in (None, apikey):
+                return self._profile(tenant, path, doc)
+        return None
+
+    def _profile(self, tenant: str, path: str, doc: Doc) -> Profile:
+        entity = doc.get("entity_name")
+        if entity is not None:
+            found = self.maps.by_entity.get((tenant, entity))
+            if found is not None and found.device_id == doc["device_id"]:
+                return found
+        return profile(tenant, path, doc, self._group_of(self.maps, tenant, path, doc))
+
+    def group(self, apikey: str) -> tuple[str, str, Doc] | None:
+        """The group an unknown device of this apikey is provisioned into."""
+        groups = self.maps.by_apikey.get(apikey)
+        return groups[0] if groups else None
+
+    def by_entity(self, tenant: str, entity_id: str) -> Profile | None:
+        return self.maps.by_entity.get((tenant, entity_id))
+
+    def commanded(self) -> list[Profile]:
+        return [p for p in self.maps.by_entity.values() if p.commands]
+
+    def groups(self, tenant: str, path: str | None) -> list[tuple[str, Doc]]:
+        return self._listing(self.maps.groups, tenant, path)
+
+    def devices(self, tenant: str, path: str | None) -> list[tuple[str, Doc]]:
+        return self._listing(self.maps.devices, tenant, path)
+
+    @staticmethod
+    def _listing(
+        items: dict[tuple[str, str], Doc], tenant: str, path: str | None
+    ) -> list[tuple[str, Doc]]:
+        return [
+            (key, doc)
+            for (t, key), doc in items.items()
+            if t == tenant and (path is None or key.split(SEP, 1)[0] == path)
+        ]

@@ -1,0 +1,258 @@
+"""An MQTT 3.1.1 client on asyncio.Protocol: reconnects by itself, subscribes again after each
+connect, and leaves acknowledging a received QoS 1 or 2 message to the application, so that a
+message is acknowledged only once the application is done with it (ack after commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from citytwin.mqtt.codec import (
+    CONNACK,
+    PINGREQ_PACKET,
+    PINGRESP,
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    SUBACK,
+    Connect,
+    Framer,
+    Message,
+    ProtocolError,
+    decode_mid,
+    decode_publish,
+    encode_ack,
+    encode_connect,
+    encode_publish,
+    encode_subscribe,
+)
+
+log = logging.getLogger("citytwin.mqtt")
+CONNECT_TIMEOUT = 10.0
+BACKOFF = (0.2, 10.0)  # first and longest wait between connection attempts
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+
+class _Link(asyncio.Protocol):
+    """One TCP connection to the broker."""
+
+    def __init__(self, client: MqttClient) -> None:
+        self.client = client
+        self.framer = Framer()
+        self.transport: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        self.connack: asyncio.Future[int] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.pong = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            for kind, flags, body in self.framer.feed(data):
+                self.client._packet(self, kind, flags, body)
+        except ProtocolError as exc:
+            log.warning("MQTT broker broke the protocol: %s", exc)
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.writable.set()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class MqttClient:
+    """`on_message` is called for every message received; QoS 1 and 2 messages must then be
+    passed to `ack` (the broker sends them again after a reconnect if they never are)."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        client_id: str,
+        on_message: Callable[[Message], None] = lambda m: None,
+        *,
+        clean: bool = True,
+        keepalive: int = 30,
+        subscriptions: list[tuple[str, int]] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.client_id = client_id
+        self.on_message = on_message
+        self.clean = clean
+        self.keepalive = keepalive
+        self.subscriptions = subscriptions or []
+        self.link: _Link | None = None
+        self.connected = asyncio.Event()
+        self.mids = itertools.cycle(range(1, 65536))
+        self.waiting: dict[int, asyncio.Future[None]] = {}  # outgoing QoS 1 mid -> PUBACK
+        self.task: asyncio.Task[None] | None = None
+        self.failures = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self, wait: float | None = None) -> None:
+        """Connect in the background; with `wait`, until connected (TimeoutError otherwise)."""
+        self.task = asyncio.create_task(self._run())
+        if wait is not None:
+            await asyncio.wait_for(self.connected.wait(), wait)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        if self.link is not None:
+            self.link.write(b"\xe0\x00")  # DISCONNECT: no will message
+            self.link.close()
+
+    async def _run(self) -> None:
+        delay = BACKOFF[0]
+        while True:
+            try:
+                await self._session()
+                delay = BACKOFF[0]
+            except (OSError, ProtocolError, TimeoutError) as exc:
+                self.failures += 1
+                if self.failures in (1, 10) or self.failures % 100 == 0:
+                    log.warning("MQTT %s:%s: %s", self.endpoint.host, self.endpoint.port, exc)
+            finally:
+                self._lost()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF[1])
+
+    async def _session(self) -> None:
+        loop = asyncio.get_running_loop()
+        ep = self.endpoint
+        _, link = await asyncio.wait_for(
+            loop.create_connection(lambda: _Link(self), ep.host, ep.port), CONNECT_TIMEOUT
+        )
+        try:
+            password = ep.password.encode() if ep.password is not None else None
+            hello = Connect(self.client_id, self.clean, self.keepalive, 4, ep.username, password)
+            link.write(encode_connect(hello))
+            code = await asyncio.wait_for(link.connack, CONNECT_TIMEOUT)
+            if code != 0:
+                raise ProtocolError(f"connection refused (CONNACK return code {code})")
+            if self.subscriptions:
+                link.write(encode_subscribe(next(self.mids), self.subscriptions))
+            self.link = link
+            self.failures = 0
+            self.connected.set()
+            pinger = asyncio.create_task(self._ping(link))
+            try:
+                await link.closed
+            finally:
+                pinger.cancel()
+        finally:
+            link.close()
+
+    def _lost(self) -> None:
+        self.connected.clear()
+        self.link = None
+        for future in self.waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionError("connection to the MQTT broker lost"))
+        self.waiting.clear()
+
+    async def _ping(self, link: _Link) -> None:
+        while True:
+            await asyncio.sleep(self.keepalive / 2)
+            if not link.pong:
+                log.warning("MQTT broker stopped answering; reconnecting")
+                link.close()
+                return
+            link.pong = False
+            link.write(PINGREQ_PACKET)
+
+    # -- incoming --------------------------------------------------------------------------------
+
+    def _packet(self, link: _Link, kind: int, flags: int, body: bytes) -> None:
+        if kind == PUBLISH:
+            self.on_message(decode_publish(flags, body))
+        elif kind == PUBACK:
+            future = self.waiting.pop(decode_mid(body), None)
+            if future is not None and not future.done():
+                future.set_result(None)
+        elif kind == PUBREL:
+            link.write(encode_ack(PUBCOMP, decode_mid(body)))
+        elif kind == CONNACK:
+            if len(body) != 2:
+                raise ProtocolError("malformed CONNACK")
+            if not link.connack.done():
+                link.connack.set_result(body[1])
+        elif kind == PINGRESP:
+            link.pong = True
+        elif kind == SUBACK and b"\x80" in body[2:]:
+            log.warning("MQTT broker refused a subscription of %s", self.client_id)
+
+    def ack(self, msg: Message) -> None:
+        """Acknowledge a QoS 1 (PUBACK) or QoS 2 (PUBREC) message; a no-op for QoS 0."""
+        if msg.qos and self.link is not None:
+            self.link.write(encode_ack(PUBACK if msg.qos == 1 else PUBREC, msg.mid))
+
+    def pause(self) -> None:
+        """Stop reading: the broker holds further messages (backpressure)."""
+        if self.link is not None and self.link.transport is not None:
+            self.link.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.link is not None and self.link.transport is not None:
+            self.link.transport.resume_reading()
+
+    # -- outgoing --------------------------------------------------------------------------------
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        """Send a message; QoS 1 returns once the broker acknowledged it. ConnectionError if
+        there is no connection."""
+        link = self.link
+        if link is None:
+            raise ConnectionError("not connected to the MQTT broker")
+        if not link.writable.is_set():
+            await link.writable.wait()
+        if qos == 0:
+            link.write(encode_publish(Message(topic, payload, 0, retain)))
+            return
+        mid = next(self.mids)
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[mid] = future
+        link.write(encode_publish(Message(topic, payload, 1, retain, mid)))
+        await future
+
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
+        """QoS 0 without waiting for the socket to drain; False if not connected."""
+        if self.link is None:
+            return False
+        self.link.write(encode_publish(Message(topic, payload)))
+        return True
