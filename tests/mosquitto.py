@@ -28,7 +28,12 @@ def mosquitto(folder: Path) -> Iterator[int]:
         pytest.fail("mosquitto is not installed (apt-get install mosquitto; .ci/run does it)")
     port = _free_port()
     config = folder / "mosquitto.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    # mosquitto drops QoS 1 messages beyond 1000 queued for a client that reads slowly (the
+    # gateway holds back when its queue is full): a broker that must lose nothing needs more
+    config.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 1000000\n"
+    )
     proc = subprocess.Popen(
         [EXECUTABLE, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

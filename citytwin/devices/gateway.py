@@ -23,11 +23,12 @@ from citytwin.broker import Broker, now
 from citytwin.devices.commands import Commands
 from citytwin.devices.ingest import Ingest, Reading
 from citytwin.devices.measure import BadValue, attributes, coerce, twin
-from citytwin.devices.provision import Profile, profile
+from citytwin.devices.provision import Profile, parse_device, profile
 from citytwin.devices.registry import DEVICE, Registry, device_key
 from citytwin.errors import NgsiError
 from citytwin.model.context import Context
 from citytwin.model.entity import Entity, parse_attributes, parse_entity
+from citytwin.mqtt.client import MqttClient
 
 log = logging.getLogger("citytwin.devices")
 SUFFIXES = ("attrs", "cmdexe")
@@ -65,6 +66,7 @@ class Gateway:
             broker, self.registry, ctx, self.metrics, self._send, command_timeout
         )
         self.publish: Callable[[str, bytes], Any] | None = None  # set when MQTT is linked
+        self.mqtt: MqttClient | None = None
         self.logged: set[str] = set()
         self.blanks: dict[tuple[str, str], Entity] = {}
         self.slow: set[asyncio.Task[None]] = set()
@@ -92,7 +94,8 @@ class Gateway:
         tenant, path, doc = group
         if doc.get("autoprovision") is False:
             raise Dropped("unknown-device", f"device {device_id!r} is not provisioned")
-        await self.provision(tenant, path, [{"device_id": device_id, "transport": transport}])
+        doc = parse_device({"device_id": device_id, "transport": transport})
+        await self.provision(tenant, path, [doc])
         self.metrics["devices.autoprovisioned"] += 1
         found = self.registry.device(apikey, device_id)
         assert found is not None
@@ -172,8 +175,7 @@ class Gateway:
                 data = {object_id: orjson.loads(payload)}
             except orjson.JSONDecodeError:  # a single value may be plain text
                 data = {object_id: payload.decode(errors="replace")}
-        if not self.ingest.offer(self.reading(device, data, done)):
-            raise Dropped("queue-full", "the gateway's queue is full")
+        self.ingest.offer(self.reading(device, data, done), bounded=False)
 
     # -- commands out ----------------------------------------------------------------------------
 

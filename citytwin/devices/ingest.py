@@ -55,9 +55,11 @@ class Ingest:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
 
-    def offer(self, reading: Reading) -> bool:
-        """Queue a reading; False (and nothing queued) when the queue is full."""
-        if len(self.queue) >= self.limit:
+    def offer(self, reading: Reading, bounded: bool = True) -> bool:
+        """Queue a reading; False (and nothing queued) when the queue is full, unless not
+        `bounded`: a reader that stops reading once told the queue is full (MQTT) may still
+        hand over what it had already read."""
+        if bounded and len(self.queue) >= self.limit:
             self.metrics["dropped.queue-full"] += 1
             return False
         self.queue.append(reading)

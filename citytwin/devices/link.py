@@ -88,6 +88,7 @@ class DeviceLink:
             target, CLIENT_ID, self._received, clean=False, subscriptions=[(t, 1) for t in TOPICS]
         )
         self.client = client
+        self.gateway.mqtt = client
         self.gateway.publish = lambda topic, data: client.publish(topic, data, qos=1)
         self.gateway.ingest.full_listeners.append(
             lambda full: client.pause() if full else client.resume()

@@ -49,7 +49,8 @@ def running_twin(tmp_path: Path) -> Iterator[Twin]:
         stack = contextlib.AsyncExitStack()
 
         async def start() -> httpx.AsyncClient:
-            app = create_app(Settings(database=str(tmp_path / "fuzz.db"), temporal_limit=3, mqtt="off"))
+            db = str(tmp_path / "fuzz.db")
+            app = create_app(Settings(database=db, temporal_limit=3, mqtt="off"))
             await stack.enter_async_context(app.router.lifespan_context(app))
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
             client = httpx.AsyncClient(transport=transport, base_url="http://test/ngsi-ld/v1")
