@@ -47,11 +47,11 @@ def process(args: list[str], ready_url: str, env: dict[str, str] | None = None) 
 
 
 @contextlib.contextmanager
-def citytwin(db: str, workers: int) -> Iterator[tuple[str, int]]:
+def citytwin(db: str, workers: int, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     args = [sys.executable, "-m", "citytwin", "serve", db, "--port", str(port)]
-    env = {"CITYTWIN_MAX_BODY_BYTES": str(16 * 1024 * 1024)}
+    env = {"CITYTWIN_MAX_BODY_BYTES": str(16 * 1024 * 1024), "CITYTWIN_MQTT": "off", **(env or {})}
     with process(
         [*args, "--workers", str(workers)], url + "/ngsi-ld/v1/jsonldContexts", env
     ) as pid:
@@ -134,3 +134,32 @@ def _errors(out: str) -> int:
     if socket_errors:
         total += sum(int(g) for g in socket_errors.groups())
     return total
+
+
+@contextlib.contextmanager
+def mosquitto() -> Iterator[int]:
+    """A mosquitto on a free loopback port, set up to lose nothing for a slow subscriber:
+    its defaults drop QoS 1 messages beyond 1000 queued for a client and hold at most 20 in
+    flight to it (which caps a subscriber that acknowledges after its commit)."""
+    executable = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "mosquitto.conf"
+        config.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 10000000\nmax_inflight_messages 10000\n"
+        )
+        proc = subprocess.Popen([executable, "-c", str(config)], stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with socket.socket() as sock:
+                    if sock.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.05)
+            else:
+                raise RuntimeError("mosquitto did not start")
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

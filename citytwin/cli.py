@@ -69,19 +69,32 @@ async def _get(settings: Settings, path: str) -> int:
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 1026).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
+@click.option(
+    "--mqtt",
+    default=None,
+    metavar="URL",
+    help="MQTT broker of the device gateway: mqtt://host:port, 'embedded' (the default: one "
+    "is started on --mqtt-port) or 'off'.",
+)
+@click.option("--mqtt-port", type=int, default=None, help="Port of the embedded MQTT broker.")
 def serve(
     db_path: str | None = None,
     host: str | None = None,
     port: int | None = None,
     workers: int | None = None,
+    mqtt: str | None = None,
+    mqtt_port: int | None = None,
 ) -> None:
     """Run the broker on DB_PATH (a SQLite file, created if missing; default citytwin.db)."""
     import uvicorn
 
-    settings = _settings(database=db_path, host=host, port=port, workers=workers)
+    settings = _settings(
+        database=db_path, host=host, port=port, workers=workers, mqtt=mqtt, mqtt_port=mqtt_port
+    )
     for name, value in asdict(settings).items():
         os.environ[f"CITYTWIN_{name.upper()}"] = str(value)
     click.echo(f"citytwin: NGSI-LD broker on {settings.base_url}/ngsi-ld/v1 ({settings.database})")
+    click.echo(f"citytwin: device gateway on {settings.base_url}/iot, MQTT {_mqtt(settings)}")
     uvicorn.run(
         "citytwin.app:app_from_env",
         factory=True,
@@ -91,6 +104,12 @@ def serve(
         log_level="warning",
         access_log=False,
     )
+
+
+def _mqtt(settings: Settings) -> str:
+    if settings.mqtt == "embedded":
+        return f"embedded broker on mqtt://{settings.mqtt_host}:{settings.mqtt_port}"
+    return settings.mqtt
 
 
 def _check_database(path: str) -> None:

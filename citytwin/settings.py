@@ -47,4 +47,7 @@ class Settings:
                 except ValueError:
                     raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return replace(cls(), **values)
+        settings = replace(cls(), **values)
+        if settings.mqtt not in ("embedded", "off") and not settings.mqtt.startswith("mqtt://"):
+            raise ValueError(f"mqtt={settings.mqtt!r}: give mqtt://host:port, embedded or off")
+        return settings

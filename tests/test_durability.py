@@ -45,14 +45,15 @@ class Servers:
     logs: Path
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    async def start(self) -> str:
+    async def start(self, *extra: str) -> str:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYTWIN_")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         log = self.logs / f"server-{len(self.started)}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "citytwin", "serve", str(self.db), "--port", str(port)],
+                [sys.executable, "-m", "citytwin", "serve", str(self.db), "--port", str(port)]
+                + list(extra),
                 cwd=self.logs,
                 env=env,
                 stdout=out,

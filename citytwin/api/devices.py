@@ -256,4 +256,5 @@ async def about(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     gateway = _gateway(request)
     counters = dict(sorted(gateway.metrics.items()))
-    return _json({"gateway": {**counters, "queued": len(gateway.ingest.queue)}})
+    linked = gateway.mqtt is not None and gateway.mqtt.connected.is_set()
+    return _json({"gateway": {**counters, "queued": len(gateway.ingest.queue), "mqtt": linked}})

@@ -11,6 +11,7 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from citytwin.mqtt.codec import (
     CONNACK,
@@ -62,8 +63,7 @@ class _Link(asyncio.Protocol):
         self.pong = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -147,6 +147,8 @@ class MqttClient:
                 self.failures += 1
                 if self.failures in (1, 10) or self.failures % 100 == 0:
                     log.warning("MQTT %s:%s: %s", self.endpoint.host, self.endpoint.port, exc)
+            except Exception:  # a bug must not end the connection for good
+                log.exception("MQTT connection to %s failed", self.endpoint.host)
             finally:
                 self._lost()
             await asyncio.sleep(delay)

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from typing import cast
 
 from citytwin.mqtt.codec import (
     CONNECT,
@@ -76,8 +77,7 @@ class _Conn(asyncio.Protocol):
         self.qos2: set[int] = set()  # QoS 2 ids received, PUBREL not yet
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self.server.conns.add(self)
 
     def data_received(self, data: bytes) -> None:
