@@ -7,9 +7,9 @@ inside the store's transaction, so a failing request leaves the store exactly as
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -33,6 +33,7 @@ from citytwin.model.entity import (
     parse_types,
 )
 from citytwin.model.subscription import parse_subscription, update_subscription
+from citytwin.model.times import to_micros
 from citytwin.model.validate import check_scope, check_uri
 from citytwin.store.base import (
     MISSING,
@@ -45,9 +46,16 @@ from citytwin.store.base import (
     Store,
 )
 
+_SECOND: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
 
 def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The current instant as NGSI-LD writes it (microseconds, UTC). Every reading of the
+    device gateway is stamped, so the formatted second is reused."""
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    if seconds != _SECOND[0]:
+        _SECOND[:] = seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{_SECOND[1]}.{micros:06d}Z"
 
 
 @dataclass
@@ -293,12 +301,19 @@ class Broker:
         """Device measurements, many entities in one transaction (the device gateway).
 
         Each item is (entity id, parsed attributes, the entity to create first if it does not
-        exist); items of one entity apply in order, each instance goes to the history as sent
-        (two readings in one batch are two instances). Returns None or the error, per item.
+        exist). The items of one entity are folded into one update: the last reading of each
+        attribute becomes its state, and every reading goes to the history as sent (two
+        readings in one batch are two instances). Returns None or the error, per item.
         """
         stamp = now()
-        ops = [(entity_id, _measured(attrs, blank, stamp)) for entity_id, attrs, blank in items]
-        return await self.store.mutate(tenant, ops)
+        folded: dict[str, tuple[dict[str, list[Any]], list[tuple[str, Any]], Entity | None]] = {}
+        for entity_id, attrs, blank in items:
+            latest, readings, _ = folded.setdefault(entity_id, ({}, [], blank))
+            latest.update(attrs)
+            readings += [(name, inst) for name, instances in attrs.items() for inst in instances]
+        ops = [(i, _measured(*f, stamp)) for i, f in folded.items()]
+        results = dict(zip(folded, await self.store.mutate(tenant, ops), strict=True))
+        return [results[entity_id] for entity_id, _, _ in items]
 
     async def adopt(self, tenant: str, entities: list[Entity]) -> None:
         """Create each entity, or add to an existing one the attributes it lacks (a device
@@ -368,23 +383,33 @@ def _outcome(fn: Callable[[Entity], update.Outcome]) -> MutateFn:
     return _existing(run)
 
 
-def _measured(attrs: dict[str, list[Any]], blank: Entity | None, stamp: str) -> MutateFn:
+def _measured(
+    attrs: dict[str, list[Any]],
+    readings: list[tuple[str, Any]],
+    blank: Entity | None,
+    stamp: str,
+) -> MutateFn:
     def fn(current: Entity | None) -> Change:
         if current is None:
             if blank is None:
                 raise ResourceNotFound("entity does not exist")
             current = {**blank, "attrs": dict(blank["attrs"]), "createdAt": stamp}
-        before = {n: list(current["attrs"][n]) for n in attrs if n in current["attrs"]}
-        entity = update.update_attrs(current, {"type": [], "attrs": attrs}, stamp).entity
-        written = [
-            HistoryEntry(name, inst)
-            for name in attrs
-            for inst in entity["attrs"].get(name, ())
-            if inst.get("modifiedAt") == stamp
-        ]
-        return Change(entity, history=written, touched=(list(attrs), before))
+        fresh = {n: i for n, i in attrs.items() if not _stale(i, current["attrs"].get(n))}
+        before = {n: list(current["attrs"][n]) for n in fresh if n in current["attrs"]}
+        entity = update.update_attrs(current, {"type": [], "attrs": fresh}, stamp).entity
+        written = [HistoryEntry(name, inst) for name, inst in readings]
+        return Change(entity, history=written, touched=(list(fresh), before))
 
     return fn
+
+
+def _stale(new: list[Any], old: list[Any] | None) -> bool:
+    """Is a reading older than the state it would replace? Readings reach the twin out of
+    order when several workers share the devices, or a broker sends one again: the newest
+    observation stays the state (the older one still goes to the history)."""
+    seen = next((i.get("observedAt") for i in old or () if "datasetId" not in i), None)
+    came = next((i.get("observedAt") for i in new if "datasetId" not in i), None)
+    return seen is not None and came is not None and to_micros(came) < to_micros(seen)
 
 
 def _upsert(entity: Entity, stamp: str, mode_update: bool) -> MutateFn:

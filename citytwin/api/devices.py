@@ -77,7 +77,7 @@ def _gateway(request: Request) -> Gateway:
 async def list_groups(request: Request) -> Response:
     tenant, path = _scope(request)
     gateway = _gateway(request)
-    await gateway.registry.load()
+    await gateway.registry.refresh()
     docs = [
         _shown(doc, tenant, key.split("\x1f")[0])
         for key, doc in gateway.registry.groups(tenant, request.headers.get("fiware-servicepath"))
@@ -111,7 +111,7 @@ async def _group(request: Request) -> tuple[str, str, dict[str, Any]]:
     tenant, path = _scope(request)
     key = group_key(path, *_group_query(request))
     gateway = _gateway(request)
-    await gateway.registry.load()
+    await gateway.registry.refresh()
     doc = gateway.registry.maps.groups.get((tenant, key))
     if doc is None:
         raise p.not_found("DEVICE_GROUP_NOT_FOUND", "no group has this resource and apikey")
@@ -136,7 +136,7 @@ async def delete_group(request: Request) -> Response:
 
 
 async def _reload(gateway: Gateway) -> None:
-    await gateway.registry.load()
+    await gateway.registry.refresh()
     gateway.blanks.clear()
 
 
@@ -146,7 +146,7 @@ async def _reload(gateway: Gateway) -> None:
 async def list_devices(request: Request) -> Response:
     tenant, _ = _scope(request)
     gateway = _gateway(request)
-    await gateway.registry.load()
+    await gateway.registry.refresh()
     listed = gateway.registry.devices(tenant, request.headers.get("fiware-servicepath"))
     docs = [_shown(doc, tenant, key.split("\x1f")[0]) for key, doc in listed]
     return _page(request, docs, "devices")
@@ -164,7 +164,7 @@ async def _device(request: Request) -> tuple[str, str, str, dict[str, Any]]:
     tenant, path = _scope(request)
     device_id = request.path_params["device_id"]
     gateway = _gateway(request)
-    await gateway.registry.load()
+    await gateway.registry.refresh()
     key = device_key(path, device_id)
     doc = gateway.registry.maps.devices.get((tenant, key))
     if doc is None:

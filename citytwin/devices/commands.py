@@ -95,6 +95,7 @@ class Commands:
             try:
                 last = await store.last_change()
                 if last > self.seq:
+                    await self.registry.refresh()  # devices provisioned by other workers
                     needles = self._needles()
                     if needles:
                         for change in await store.changes_touching(self.seq, last, needles):
@@ -199,11 +200,19 @@ class Commands:
             moment = time.time()
             for key, deadline in list(self.pending.items()):
                 if deadline <= moment and self.pending.pop(key, None) is not None:
-                    device = self.registry.by_entity(key[0], key[1])
-                    if device is not None:
-                        self.metrics["commands.expired"] += 1
-                        with contextlib.suppress(Exception):
-                            await self._status(device, key[2], EXPIRED, None)
+                    with contextlib.suppress(Exception):
+                        await self._expired(*key)
+
+    async def _expired(self, tenant: str, entity_id: str, name: str) -> None:
+        """Expire a command unless it was answered meanwhile (another worker may have taken
+        the answer)."""
+        device = self.registry.by_entity(tenant, entity_id)
+        entity = await self.broker.store.get(tenant, entity_id)
+        if device is None or entity is None:
+            return
+        if _value(entity, expand_name(f"{name}_status", self.ctx)) in (PENDING, DELIVERED):
+            self.metrics["commands.expired"] += 1
+            await self._status(device, name, EXPIRED, None)
 
     async def _recover(self) -> None:
         """Commands PENDING or DELIVERED when the gateway stopped expire on time after a

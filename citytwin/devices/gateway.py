@@ -27,7 +27,7 @@ from citytwin.devices.provision import Profile, parse_device, profile
 from citytwin.devices.registry import DEVICE, Registry, device_key
 from citytwin.errors import NgsiError
 from citytwin.model.context import Context
-from citytwin.model.entity import Entity, parse_attributes, parse_entity
+from citytwin.model.entity import ENTITY_MEMBERS, MEMBERS, Entity, expand_name, parse_entity
 from citytwin.mqtt.client import MqttClient
 
 log = logging.getLogger("citytwin.devices")
@@ -108,10 +108,25 @@ class Gateway:
         stamp = now()
         try:
             body = attributes(device, payload, stamp)
-            attrs = parse_attributes(body, self.ctx, stamp)
+            attrs = {expand_name(n, self.ctx): [self._stored(a, stamp)] for n, a in body.items()}
         except (BadValue, NgsiError) as exc:
             raise Dropped("bad-value", str(exc)) from None
+        if any(name in ENTITY_MEMBERS for name in body):
+            raise Dropped("bad-value", "a measurement cannot be named id, type or scope")
         return Reading(device.tenant, device.entity_id, attrs, self._blank(device), done)
+
+    def _stored(self, attr: dict[str, Any], stamp: str) -> dict[str, Any]:
+        """A measured attribute in the stored form. `measure.attribute` made and checked it,
+        so only the names of its sub-properties are left to expand (no full parse: this runs
+        for every reading)."""
+        out = {}
+        for key, value in attr.items():
+            if key in MEMBERS:
+                out[key] = value
+            else:
+                out[expand_name(key, self.ctx)] = self._stored(value, stamp)
+        out["createdAt"] = out["modifiedAt"] = stamp
+        return out
 
     def _blank(self, device: Profile) -> Entity:
         key = (device.tenant, device.entity_id)

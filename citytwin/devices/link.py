@@ -1,9 +1,15 @@
-"""The gateway's MQTT side, run by the one process that holds the gateway lease.
+"""The gateway's MQTT side.
 
-It starts the embedded MQTT broker (unless `--mqtt` names an external one), subscribes to the
-device topics with a persistent session (so the broker keeps QoS 1 messages while citytwin
-restarts), acknowledges each QoS 1 message only once its reading is committed, and stops
-reading when the gateway's queue is full (the broker then holds the flood).
+Every worker process takes a share of the device messages: it subscribes to the device topics
+as a member of the shared subscription `$share/citytwin/...`, so the broker hands each message
+to one worker, and the workers parse them in parallel. Each worker holds a numbered slot (a
+lease), whose number names its MQTT session, so that a restarted worker resumes its persistent
+session and the broker keeps its QoS 1 messages while it is away. A QoS 1 message is
+acknowledged only once its reading is committed, and a worker stops reading while its queue
+is full (the broker then holds the flood).
+
+One worker, the holder of the gateway lease, also runs the command flow and, unless `--mqtt`
+names an external broker, the embedded MQTT broker.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from citytwin.store.base import Store
 
 log = logging.getLogger("citytwin.devices")
 LEASE = "gateway"
+SLOTS = 256  # worker slots: MQTT sessions citytwin-gateway-0 ... -255
 LEASE_RETRY = 2.0
-CLIENT_ID = "citytwin-gateway"
+SHARE = "$share/citytwin/"
 TOPICS = [
     f"{prefix}+/+/{suffix}"
     for prefix in ("/", "/json/", "", "json/")
@@ -59,33 +66,44 @@ class DeviceLink:
         loop = asyncio.get_running_loop()
         self.store.watch(lambda: loop.call_soon_threadsafe(self.gateway.commands.wake.set))
         if self.store.try_lease(LEASE):
-            await self._begin()
+            await self._lead()
         else:
             self.task = asyncio.create_task(self._await_lease())
+        if self.mqtt != "off":
+            await self._connect()
 
     async def _await_lease(self) -> None:
         while not self.store.try_lease(LEASE):
             await asyncio.sleep(LEASE_RETRY)
-        await self._begin()
+        await self._lead()
 
-    async def _begin(self) -> None:
+    async def _lead(self) -> None:
+        """The one worker's extra duties: commands, and the embedded broker."""
         await self.gateway.commands.start()
-        if self.mqtt == "off":
+        if self.mqtt != "embedded":
             return
-        if self.mqtt == "embedded":
-            self.server = MqttServer(self.host, self.port)
-            try:
-                port = await self.server.start()
-            except OSError as exc:
-                where = f"{self.host}:{self.port}"
-                log.error("embedded MQTT broker not started on %s: %s", where, exc)
-                self.server = None
-                return
-            target = Endpoint("127.0.0.1" if self.host in ("0.0.0.0", "") else self.host, port)
+        self.server = MqttServer(self.host, self.port)
+        try:
+            await self.server.start()
+        except OSError as exc:
+            log.error("embedded MQTT broker not started on %s:%s: %s", self.host, self.port, exc)
+            self.server = None
+
+    async def _connect(self) -> None:
+        if self.mqtt == "embedded":  # the leading worker's; the others wait for it
+            target = Endpoint("127.0.0.1" if self.host in ("0.0.0.0", "") else self.host, self.port)
         else:
             target = endpoint(self.mqtt)
+        slot = next((n for n in range(SLOTS) if self.store.try_lease(f"{LEASE}-{n}")), None)
+        if slot is None:
+            log.error("no gateway slot is free: this worker takes no MQTT messages")
+            return
         client = MqttClient(
-            target, CLIENT_ID, self._received, clean=False, subscriptions=[(t, 1) for t in TOPICS]
+            target,
+            f"citytwin-gateway-{slot}",
+            self._received,
+            clean=False,
+            subscriptions=[(SHARE + t, 1) for t in TOPICS],
         )
         self.client = client
         self.gateway.mqtt = client

@@ -7,14 +7,12 @@ and again from the store now and then, since other workers may provision too.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from citytwin.devices.provision import DEFAULT_RESOURCE, Doc, Profile, profile
 from citytwin.store.base import Store
 
 GROUP, DEVICE = "group", "device"
-STALE_AFTER = 2.0  # seconds before a miss reads the store again (another worker may know it)
 SEP = "\x1f"
 
 
@@ -33,15 +31,17 @@ class _Maps:
     by_apikey: dict[str, list[tuple[str, str, Doc]]] = field(default_factory=dict)
     own_apikey: dict[tuple[str, str], tuple[str, str, Doc]] = field(default_factory=dict)
     by_entity: dict[tuple[str, str], Profile] = field(default_factory=dict)
+    profiles: dict[tuple[str, str], Profile] = field(default_factory=dict)  # (tenant, key)
 
 
 class Registry:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.maps = _Maps()
-        self.loaded = 0.0
+        self.version = -1
 
     async def load(self) -> None:
+        version = await self.store.provisioning_version()
         maps = _Maps()
         for tenant, key, doc in await self.store.provisioned(GROUP):
             maps.groups[(tenant, key)] = doc
@@ -54,12 +54,14 @@ class Registry:
                 maps.own_apikey[(doc["apikey"], doc["device_id"])] = (tenant, path, doc)
             found = profile(tenant, path, doc, self._group_of(maps, tenant, path, doc))
             maps.by_entity[(tenant, found.entity_id)] = found
+            maps.profiles[(tenant, key)] = found
         self.maps = maps
-        self.loaded = time.monotonic()
+        self.version = version
 
     async def refresh(self) -> bool:
-        """Read the store again if the maps are older than STALE_AFTER; True if it did."""
-        if time.monotonic() - self.loaded < STALE_AFTER:
+        """Read the store again if any worker provisioned since the last read (a one-row
+        read finds out); True if it did."""
+        if await self.store.provisioning_version() == self.version:
             return False
         await self.load()
         return True
@@ -87,21 +89,14 @@ class Registry:
         maps = self.maps
         own = maps.own_apikey.get((apikey, device_id))
         if own is not None:
-            tenant, path, doc = own
-            return self._profile(tenant, path, doc)
+            tenant, path, _ = own
+            return maps.profiles.get((tenant, device_key(path, device_id)))
         for tenant, path, _ in maps.by_apikey.get(apikey, ()):
-            doc = maps.devices.get((tenant, device_key(path, device_id)))
+            key = (tenant, device_key(path, device_id))
+            doc = maps.devices.get(key)
             if doc is not None and doc.get("apikey") in (None, apikey):
-                return self._profile(tenant, path, doc)
+                return maps.profiles[key]
         return None
-
-    def _profile(self, tenant: str, path: str, doc: Doc) -> Profile:
-        entity = doc.get("entity_name")
-        if entity is not None:
-            found = self.maps.by_entity.get((tenant, entity))
-            if found is not None and found.device_id == doc["device_id"]:
-                return found
-        return profile(tenant, path, doc, self._group_of(self.maps, tenant, path, doc))
 
     def group(self, apikey: str) -> tuple[str, str, Doc] | None:
         """The group an unknown device of this apikey is provisioned into."""

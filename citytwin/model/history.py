@@ -63,7 +63,7 @@ def series_attr(name: str, ctx: Context) -> str:
     return SCOPE if name == SCOPE else expand_name(name, ctx)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a write makes one per instance, and frozen inits are slow
 class Record:
     """One instance to append: `instance` in the stored form; `deleted` marks a tombstone."""
 

@@ -105,7 +105,9 @@ def _put(current: list[Instance], i: int, inst: Instance, now: str) -> None:
 
 
 def _add_types(entity: Entity, fragment: Entity) -> bool:
-    types = _union(entity["type"], fragment.get("type") or [])
+    if not fragment.get("type"):
+        return False
+    types = _union(entity["type"], fragment["type"])
     changed = types != entity["type"]
     entity["type"] = types
     return changed

@@ -186,7 +186,10 @@ class _Conn(asyncio.Protocol):
         mid, filters = decode_subscribe(body)
         codes = []
         for topic_filter, qos in filters:
-            if valid_filter(topic_filter):
+            shared = _shared(topic_filter)
+            if topic_filter.startswith("$share/") and (shared is None or "+" in shared[0]):
+                codes.append(0x80)
+            elif valid_filter(topic_filter):
                 granted = min(qos, 1)
                 self.server.subscribe(self.session, topic_filter, granted)
                 codes.append(granted)
@@ -212,6 +215,8 @@ class MqttServer:
         self.sessions: dict[str, Session] = {}
         self.exact: dict[str, dict[str, int]] = {}  # topic -> client id -> QoS
         self.wild: dict[str, tuple[list[str], dict[str, int]]] = {}  # filter -> levels, clients
+        self.shared: dict[tuple[str, str], tuple[list[str], dict[str, int]]] = {}
+        self.turn = 0
         self.retained: dict[str, Message] = {}
         self.conns: set[_Conn] = set()
         self.server: asyncio.Server | None = None
@@ -272,7 +277,11 @@ class MqttServer:
 
     def subscribe(self, session: Session, topic_filter: str, qos: int) -> None:
         session.subscriptions[topic_filter] = qos
-        if "+" in topic_filter or "#" in topic_filter:
+        shared = _shared(topic_filter)
+        if shared is not None:
+            entry = self.shared.setdefault(shared, (shared[1].split("/"), {}))
+            entry[1][session.client_id] = qos
+        elif "+" in topic_filter or "#" in topic_filter:
             entry = self.wild.setdefault(topic_filter, (topic_filter.split("/"), {}))
             entry[1][session.client_id] = qos
         else:
@@ -281,6 +290,11 @@ class MqttServer:
     def unsubscribe(self, session: Session, filters: list[str]) -> None:
         for topic_filter in filters:
             session.subscriptions.pop(topic_filter, None)
+            shared = _shared(topic_filter)
+            if shared is not None and shared in self.shared:
+                self.shared[shared][1].pop(session.client_id, None)
+                if not self.shared[shared][1]:
+                    del self.shared[shared]
             self.exact.get(topic_filter, {}).pop(session.client_id, None)
             entry = self.wild.get(topic_filter)
             if entry is not None:
@@ -297,18 +311,33 @@ class MqttServer:
             else:
                 self.retained.pop(msg.topic, None)  # an empty retained message clears it
         targets = dict(self.exact.get(msg.topic, {}))
-        if self.wild:
+        if self.wild or self.shared:
             levels = msg.topic.split("/")
             for filter_levels, clients in self.wild.values():
                 if matches(filter_levels, levels):
                     for client_id, qos in clients.items():
                         targets[client_id] = max(qos, targets.get(client_id, 0))
+            for filter_levels, members in self.shared.values():
+                if matches(filter_levels, levels):
+                    client_id = self._member(members)
+                    targets[client_id] = max(members[client_id], targets.get(client_id, 0))
         for client_id, qos in targets.items():
             session = self.sessions.get(client_id)
             if session is not None:
                 self.deliver(session, msg, min(qos, msg.qos), False)
 
+    def _member(self, members: dict[str, int]) -> str:
+        """The member of a shared subscription that gets the next message: the connected
+        ones in turn (a persistent member that is away only when none is connected)."""
+        self.turn += 1
+        ids = list(members)
+        connected = [i for i in ids if (s := self.sessions.get(i)) is not None and s.conn]
+        pool = connected or ids
+        return pool[self.turn % len(pool)]
+
     def send_retained(self, session: Session, topic_filter: str) -> None:
+        if _shared(topic_filter) is not None:
+            return  # shared subscriptions get no retained messages (MQTT 5, 4.8.2)
         levels = topic_filter.split("/")
         qos = session.subscriptions.get(topic_filter, 0)
         for topic, msg in self.retained.items():
@@ -346,3 +375,12 @@ class MqttServer:
                 mid = next(session.mids)
             session.inflight[mid] = msg
             conn.write(encode_publish(Message(msg.topic, msg.payload, 1, msg.retain, mid)))
+
+
+def _shared(topic_filter: str) -> tuple[str, str] | None:
+    """(group, filter) of a shared subscription, $share/{group}/{filter} (as in MQTT 5, 4.8.2,
+    which mosquitto and EMQX also accept from MQTT 3.1.1 clients)."""
+    if not topic_filter.startswith("$share/"):
+        return None
+    _, group, rest = topic_filter.split("/", 2) if topic_filter.count("/") >= 2 else ("", "", "")
+    return (group, rest) if group and rest else None

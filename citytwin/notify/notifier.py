@@ -125,6 +125,9 @@ class Notifier:
                 await asyncio.sleep(1)
 
     async def _drain(self) -> None:
+        if not self.subs:  # nothing to match: no need to read the changes
+            self.seq = max(self.seq, await self.store.last_change())
+            return
         while True:
             changes = await self.store.changes_since(self.seq, 500)
             if not changes:

@@ -19,7 +19,7 @@ Entity = dict[str, Any]
 __all__ = ["TIME_PROPERTIES", "HistoryQuery", "HistoryRow", "TimeWindow"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class HistoryEntry:
     """An attribute instance a write adds to the history of its entity (`deleted`: a tombstone).
 
@@ -55,7 +55,7 @@ Instances = list[dict[str, Any]]
 AttributeFn = Callable[[Instances | None], Instances]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ChangeRecord:
     """One entry of the change log: an entity before and after one write.
 
@@ -255,3 +255,7 @@ class Store(Protocol):
         ...
 
     async def unprovision(self, kind: str, tenant: str, keys: list[str]) -> int: ...
+
+    async def provisioning_version(self) -> int:
+        """A number that changes with every provisioning write, by any process."""
+        ...

@@ -33,7 +33,7 @@ from citytwin.store.base import (
 from citytwin.store.sql import attr_path
 from citytwin.store.sqlite_changes import LogMixin, Row, record
 from citytwin.store.sqlite_devices import DevicesMixin
-from citytwin.store.sqlite_index import migrate, reindex, reindex_attribute
+from citytwin.store.sqlite_index import IndexKey, index_key, migrate, reindex, reindex_attribute
 from citytwin.store.sqlite_query import entity_matches, matching_ids, register, run_query
 from citytwin.store.sqlite_timeline import TimelineMixin
 
@@ -322,6 +322,7 @@ class _Batch:
         self.existed: dict[str, bool] = {}
         self.final: dict[str, Entity | None] = {}
         self.touched: dict[str, tuple[list[str], dict[str, Any]] | None] = {}
+        self.indexed: dict[str, IndexKey | None] = {}  # as each entity was first indexed
 
     def run(self, ops: Sequence[tuple[str, MutateFn]]) -> list[Any]:
         self._load(list(dict.fromkeys(i for i, _ in ops)))
@@ -346,7 +347,8 @@ class _Batch:
     def _apply(self, entity_id: str, fn: MutateFn) -> Any:
         raw = self.docs[entity_id]
         current = orjson.loads(raw) if raw is not None else None
-        before = shape(current) if current is not None else None
+        if entity_id not in self.indexed:
+            self.indexed[entity_id] = index_key(current)
         try:
             change = fn(current)
         except Exception as exc:
@@ -355,14 +357,16 @@ class _Batch:
             entity = change.entity
             self.docs[entity_id] = orjson.dumps(entity) if entity is not None else None
             self.final[entity_id] = entity
-            self._remember(entity_id, before, change)
+            self._remember(entity_id, raw, change)
             self._touch(entity_id, change.touched)
         return change.result
 
-    def _remember(self, entity_id: str, before: Any, change: Change) -> None:
-        """What the change adds to the entity's history. Several changes of one entity in one
-        batch share their instant, so a later one replaces what an earlier one wrote of the
-        same attribute instance; a deletion drops everything before it (and the history)."""
+    def _remember(self, entity_id: str, raw: bytes | None, change: Change) -> None:
+        """What the change adds to the entity's history (`raw`: the entity before it, read
+        again only if the change leaves the history to be worked out). Several changes of one
+        entity in one batch share their instant, so a later one replaces what an earlier one
+        wrote of the same attribute instance; a deletion drops everything before it (and the
+        history)."""
         entity = change.entity
         if entity is None:
             self.history[entity_id] = {}
@@ -371,6 +375,7 @@ class _Batch:
         at = entity["modifiedAt"]
         kept = self.history.setdefault(entity_id, {})
         if change.history is None:
+            before = shape(orjson.loads(raw)) if raw is not None else None
             for r in derive(self.tenant, entity_id, before, entity, at):
                 kept[(r.attr, r.instance.get("datasetId"))] = r
             return
@@ -427,7 +432,8 @@ class _Batch:
             inserts,
         )
         new = frozenset(i for i in self.final if not self.existed[i])
-        reindex(self.conn, self.tenant, self.final, new)
+        changed = {i: e for i, e in self.final.items() if index_key(e) != self.indexed[i]}
+        reindex(self.conn, self.tenant, changed, new)
         record(self.conn, list(self._changes()))
         history.forget(self.conn, self.tenant, self.deleted)
         history.append(self.conn, (r for rs in self.history.values() for r in rs.values()))

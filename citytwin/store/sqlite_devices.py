@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+VERSION = "provisioning"  # a row of the cursors table, bumped by every provisioning write
 V6 = """
 CREATE TABLE provisioned (
     kind TEXT NOT NULL,
@@ -46,6 +47,7 @@ class DevicesMixin:
             done = sum(conn.execute(sql, row).rowcount for row in rows)
             if done != len(rows):
                 raise _Conflict
+            _bump(conn)
             return True
 
         try:
@@ -55,14 +57,27 @@ class DevicesMixin:
 
     async def unprovision(self, kind: str, tenant: str, keys: list[str]) -> int:
         args = [(kind, tenant, key) for key in keys]
-        return await self._write(
-            lambda conn: sum(
-                conn.execute(
-                    "DELETE FROM provisioned WHERE kind = ? AND tenant = ? AND key = ?", a
-                ).rowcount
-                for a in args
-            )
-        )
+
+        def job(conn: sqlite3.Connection) -> int:
+            sql = "DELETE FROM provisioned WHERE kind = ? AND tenant = ? AND key = ?"
+            done = sum(conn.execute(sql, a).rowcount for a in args)
+            _bump(conn)
+            return done
+
+        return await self._write(job)
+
+    async def provisioning_version(self) -> int:
+        """A number that changes with every provisioning write (other workers' too)."""
+        row = self.reader.execute("SELECT seq FROM cursors WHERE name = ?", (VERSION,)).fetchone()
+        return int(row[0]) if row else 0
+
+
+def _bump(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "INSERT INTO cursors (name, seq) VALUES (?, 1)"
+        " ON CONFLICT (name) DO UPDATE SET seq = seq + 1",
+        (VERSION,),
+    )
 
 
 class _Conflict(Exception):

@@ -235,8 +235,9 @@ async def test_a_flood_at_qos1_loses_nothing(twin_app: httpx.AsyncClient, broker
 
 
 @pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
-async def test_citytwin_serve_links_a_device(broker: str, tmp_path: Path) -> None:
-    """The same device against a real `citytwin serve` process (uvicorn, uvloop)."""
+async def test_citytwin_serve_with_two_workers_links_a_device(broker: str, tmp_path: Path) -> None:
+    """The same device against a real `citytwin serve --workers 2` (uvicorn, uvloop): the two
+    workers share the device messages, and every reading reaches the twin's history."""
     from tests.test_durability import Servers
 
     servers = Servers(tmp_path / "served.db", tmp_path)
@@ -244,16 +245,21 @@ async def test_citytwin_serve_links_a_device(broker: str, tmp_path: Path) -> Non
         stack.callback(servers.kill_all)
         if broker == "mosquitto":
             port = stack.enter_context(mosquitto(tmp_path))
-            url = await servers.start("--mqtt", f"mqtt://127.0.0.1:{port}")
+            url = await servers.start("--workers", "2", "--mqtt", f"mqtt://127.0.0.1:{port}")
         else:
             port = free_port()
-            url = await servers.start("--mqtt-port", str(port))
+            url = await servers.start("--workers", "2", "--mqtt-port", str(port))
         async with httpx.AsyncClient(base_url=url.removesuffix(NGSI)) as iot:
             await _linked(iot)
             await provision(iot)
             with device(port) as d:
-                await d.measure({"b": 64})
-                await until(iot, "battery", 64)
+                for n in range(200):
+                    await d.measure({"n": n, "b": 64})
+                await until(iot, "visitors", 199)
+                params = {"attrs": "visitors", "options": "temporalValues", "lastN": "500"}
+                got = await iot.get(f"{NGSI}/temporal/entities/{ROBOT}", params=params,
+                                    headers=TENANT)  # fmt: skip
+                assert sorted(v for v, _ in got.json()["visitors"]["values"]) == list(range(200))
                 await command(iot, "goTo", "entrance")
                 assert await next_command(d) == {"goTo": "entrance"}
                 await d.answer({"goTo": "there"})

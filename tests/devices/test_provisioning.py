@@ -276,3 +276,17 @@ async def until(iot: httpx.AsyncClient, attr: str, value: Any, timeout: float = 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{attr} is {body.get(attr)}, not {value!r}")
         await asyncio.sleep(0.05)
+
+
+async def test_an_older_reading_goes_to_history_but_not_to_the_state(
+    iot: httpx.AsyncClient,
+) -> None:
+    """Readings arrive out of order (workers sharing devices, a broker sending again)."""
+    await provisioned(iot)
+    assert (await send(iot, {"b": 70, "TimeInstant": "2026-11-30T09:00:00Z"})).status_code == 200
+    assert (await send(iot, {"b": 75, "TimeInstant": "2026-11-30T08:59:00Z"})).status_code == 200
+    battery = (await twin(iot))["battery"]
+    assert (battery["value"], battery["observedAt"]) == (70, "2026-11-30T09:00:00Z")
+    history = await iot.get(f"{NGSI}/temporal/entities/{ROBOT}", params={"attrs": "battery"},
+                            headers=TENANT)  # fmt: skip
+    assert sorted(i["value"] for i in history.json()["battery"]) == [70, 75]
