@@ -140,14 +140,15 @@ def _errors(out: str) -> int:
 def mosquitto() -> Iterator[int]:
     """A mosquitto on a free loopback port, set up to lose nothing for a slow subscriber:
     its defaults drop QoS 1 messages beyond 1000 queued for a client and hold at most 20 in
-    flight to it (which caps a subscriber that acknowledges after its commit)."""
+    flight to it (which caps a subscriber that acknowledges after its commit); and without
+    TCP_NODELAY a small message can wait ~40 ms for the peer's delayed acknowledgement."""
     executable = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "mosquitto.conf"
         config.write_text(
             f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 10000000\nmax_inflight_messages 10000\n"
+            "max_queued_messages 10000000\nmax_inflight_messages 10000\nset_tcp_nodelay true\n"
         )
         proc = subprocess.Popen([executable, "-c", str(config)], stderr=subprocess.DEVNULL)
         try:

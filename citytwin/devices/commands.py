@@ -31,7 +31,7 @@ from citytwin.store.base import ChangeRecord
 
 log = logging.getLogger("citytwin.devices")
 CURSOR = "commands"
-POLL = 0.5  # seconds between looks at the change log when no local commit wakes us
+POLL = 0.01  # seconds between looks at the change log (commits by other workers wake no one)
 PENDING, DELIVERED, OK, ERROR, EXPIRED = "PENDING", "DELIVERED", "OK", "ERROR", "EXPIRED"
 Key = tuple[str, str, str]  # tenant, entity id, command
 Send = Callable[[Profile, str, Any], Awaitable[None]]
