@@ -17,6 +17,7 @@ class Received:
     url: str
     status: int = 204  # what the receiver answers; set to 500 to make deliveries fail
     delay: float = 0.0  # seconds before answering
+    reply: bytes = b""  # the JSON body of the answer
     items: list[tuple[dict[str, str], Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -45,8 +46,10 @@ def receiver(path: str = "/notify", port: int = 0) -> Iterator[Received]:
             with received.lock:
                 received.items.append((dict(self.headers), body))
             self.send_response(received.status)
-            self.send_header("Content-Length", "0")
+            self.send_header("Content-Length", str(len(received.reply)))
+            self.send_header("Content-Type", "application/json")
             self.end_headers()
+            self.wfile.write(received.reply)
 
         def log_message(self, *args: Any) -> None:
             pass

@@ -11,6 +11,7 @@ import pytest
 
 from citytwin.app import create_app
 from citytwin.settings import Settings
+from tests.receiver import receiver
 
 NGSI = "/ngsi-ld/v1"
 SERVICE = {"fiware-service": "shanghai", "fiware-servicepath": "/museum"}
@@ -290,3 +291,28 @@ async def test_an_older_reading_goes_to_history_but_not_to_the_state(
     history = await iot.get(f"{NGSI}/temporal/entities/{ROBOT}", params={"attrs": "battery"},
                             headers=TENANT)  # fmt: skip
     assert sorted(i["value"] for i in history.json()["battery"]) == [70, 75]
+
+
+@pytest.mark.parametrize(
+    ("status", "reply", "outcome", "info"),
+    [
+        (200, b'{"greet": "waved"}', "OK", "waved"),
+        (200, b'{"greet": {"error": "no arm"}}', "ERROR", {"error": "no arm"}),
+        (500, b"", "ERROR", None),
+    ],
+)
+async def test_a_command_is_pushed_to_an_http_device_endpoint(
+    iot: httpx.AsyncClient, status: int, reply: bytes, outcome: str, info: Any
+) -> None:
+    with receiver("/robot") as device:
+        device.status, device.reply = status, reply
+        await provisioned(iot, endpoint=device.url)
+        patch = await iot.patch(f"{NGSI}/entities/{ROBOT}/attrs/greet", headers=TENANT,
+                                json={"type": "Property", "value": "wave"})  # fmt: skip
+        assert patch.status_code == 204
+        body = await until(iot, "greet_status", outcome)
+        assert device.bodies() == [{"greet": "wave"}]
+    if info is not None:
+        assert body["greet_info"]["value"] == info
+    else:
+        assert "500" in body["greet_info"]["value"]
