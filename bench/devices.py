@@ -28,7 +28,7 @@ import httpx
 import orjson
 
 from bench.harness import citytwin, mosquitto
-from citytwin.mqtt.client import Endpoint, MqttClient
+from citytwin.mqtt.client import Ack, Endpoint, MqttClient
 from citytwin.mqtt.codec import Message
 
 APIKEY = "bench-key"
@@ -75,11 +75,11 @@ class Fleet:
         client = MqttClient(
             Endpoint("127.0.0.1", self.port), device_id(n), subscriptions=[(topic, 1)]
         )
-        client.on_message = lambda msg: self._command(client, n, msg)
+        client.on_message = lambda msg, ack: self._command(client, n, msg, ack)
         return client
 
-    def _command(self, client: MqttClient, n: int, msg: Message) -> None:
-        client.ack(msg)
+    def _command(self, client: MqttClient, n: int, msg: Message, ack: Ack) -> None:
+        ack()
         answer = orjson.loads(msg.payload)  # the device echoes each command's value
         client.publish_nowait(f"/{APIKEY}/{device_id(n)}/cmdexe", orjson.dumps(answer))
 
@@ -179,7 +179,7 @@ def _count(port: int, messages: int, ready: Any, result: Any) -> None:
         seen = 0
         done = asyncio.Event()
 
-        def got(msg: Message) -> None:
+        def got(msg: Message, ack: Ack) -> None:
             nonlocal seen
             seen += 1
             if seen >= messages:

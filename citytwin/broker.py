@@ -296,22 +296,27 @@ class Broker:
         return result
 
     async def measure(
-        self, tenant: str, items: Sequence[tuple[str, Entity, Entity | None]]
+        self,
+        tenant: str,
+        items: Sequence[tuple[str, Entity, Entity | None]],
+        when: Callable[[Entity], bool] | None = None,
     ) -> list[Any]:
         """Device measurements, many entities in one transaction (the device gateway).
 
         Each item is (entity id, parsed attributes, the entity to create first if it does not
         exist). The items of one entity are folded into one update: the last reading of each
         attribute becomes its state, and every reading goes to the history as sent (two
-        readings in one batch are two instances). Returns None or the error, per item.
+        readings in one batch are two instances). `when`: write only to an entity for which it
+        holds, checked in the transaction (a compare-and-set). Returns None or the error, per
+        item.
         """
         stamp = now()
         folded: dict[str, tuple[dict[str, list[Any]], list[tuple[str, Any]], Entity | None]] = {}
         for entity_id, attrs, blank in items:
             latest, readings, _ = folded.setdefault(entity_id, ({}, [], blank))
-            latest.update(attrs)
+            latest.update((n, i) for n, i in attrs.items() if not _stale(i, latest.get(n)))
             readings += [(name, inst) for name, instances in attrs.items() for inst in instances]
-        ops = [(i, _measured(*f, stamp)) for i, f in folded.items()]
+        ops = [(i, _measured(*f, stamp, when)) for i, f in folded.items()]
         results = dict(zip(folded, await self.store.mutate(tenant, ops), strict=True))
         return [results[entity_id] for entity_id, _, _ in items]
 
@@ -388,12 +393,15 @@ def _measured(
     readings: list[tuple[str, Any]],
     blank: Entity | None,
     stamp: str,
+    when: Callable[[Entity], bool] | None = None,
 ) -> MutateFn:
     def fn(current: Entity | None) -> Change:
         if current is None:
             if blank is None:
                 raise ResourceNotFound("entity does not exist")
             current = {**blank, "attrs": dict(blank["attrs"]), "createdAt": stamp}
+        if when is not None and not when(current):
+            return Change(current, write=False)
         fresh = {n: i for n, i in attrs.items() if not _stale(i, current["attrs"].get(n))}
         before = {n: list(current["attrs"][n]) for n in fresh if n in current["attrs"]}
         entity = update.update_attrs(current, {"type": [], "attrs": fresh}, stamp).entity

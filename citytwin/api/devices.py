@@ -88,11 +88,13 @@ async def list_groups(request: Request) -> Response:
 async def create_groups(request: Request) -> Response:
     tenant, path = _scope(request)
     groups = p.parse_groups(await _body(request))
+    gateway = _gateway(request)
+    for g in groups:  # the twin a device of the group would get must be valid
+        gateway.twin_of(tenant, path, p.parse_device({"device_id": "check"}), g)
     keys = [group_key(path, g["resource"], g["apikey"]) for g in groups]
     if len(set(keys)) != len(keys):
         raise p.duplicate("DUPLICATE_GROUP", "the body provisions a group twice")
     items = [(tenant, k, g) for k, g in zip(keys, groups, strict=True)]
-    gateway = _gateway(request)
     if not await gateway.broker.store.provision(GROUP, items, create=True):
         raise p.duplicate("DUPLICATE_GROUP", "a group with this resource and apikey exists")
     await _reload(gateway)
@@ -122,6 +124,7 @@ async def update_group(request: Request) -> Response:
     tenant, key, doc = await _group(request)
     new = p.updated(doc, await _body(request), p.parse_group, ("apikey", "resource"))
     gateway = _gateway(request)
+    gateway.twin_of(tenant, key.split("\x1f")[0], p.parse_device({"device_id": "check"}), new)
     await gateway.broker.store.provision(GROUP, [(tenant, key, new)], create=False)
     await _reload(gateway)
     return Response(status_code=204)
@@ -216,7 +219,7 @@ async def measure(request: Request) -> Response:
     try:
         payload = await _body(request)
         done: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
-        reading = gateway.reading(device, payload, done.set_result)
+        reading = gateway.reading(device, payload, lambda e: done.done() or done.set_result(e))
     except Dropped as exc:
         gateway.drop(exc, "/iot/json")
         raise BadRequestData(str(exc), name="BAD_REQUEST", message=str(exc)) from None

@@ -162,7 +162,7 @@ class Commands:
             status = _value(entity, expand_name(f"{name}_status", self.ctx))
             if status == PENDING:
                 out[name] = _value(entity, expand_name(name, self.ctx))
-                await self._status(device, name, DELIVERED, None)
+                await self._status(device, name, DELIVERED, None, after=(PENDING,))
         return out
 
     async def _push(self, device: Profile, name: str, value: Any) -> None:
@@ -181,7 +181,14 @@ class Commands:
         answer = body if isinstance(body, dict) and name in body else {name: body}
         await self.answered(device, answer)
 
-    async def _status(self, device: Profile, name: str, status: str, info: Any) -> None:
+    async def _status(
+        self, device: Profile, name: str, status: str, info: Any, after: tuple[str, ...] = ()
+    ) -> None:
+        """Write a command's status (and info); with `after`, only if the status is still one
+        of those (in the write's transaction: an answer taken meanwhile by another worker is
+        not overwritten)."""
+        iri = expand_name(f"{name}_status", self.ctx)
+        when = (lambda e: _value(e, iri) in after) if after else None
         body = command_attrs(name, None, status, info)
         if info is None:
             del body[f"{name}_info"]
@@ -190,7 +197,8 @@ class Commands:
         for instances in attrs.values():
             for inst in instances:
                 inst["observedAt"] = stamp
-        (result,) = await self.broker.measure(device.tenant, [(device.entity_id, attrs, None)])
+        items = [(device.entity_id, attrs, None)]
+        (result,) = await self.broker.measure(device.tenant, items, when)
         if isinstance(result, Exception):
             log.warning("status of %s of %s not written: %s", name, device.entity_id, result)
 
@@ -207,12 +215,9 @@ class Commands:
         """Expire a command unless it was answered meanwhile (another worker may have taken
         the answer)."""
         device = self.registry.by_entity(tenant, entity_id)
-        entity = await self.broker.store.get(tenant, entity_id)
-        if device is None or entity is None:
-            return
-        if _value(entity, expand_name(f"{name}_status", self.ctx)) in (PENDING, DELIVERED):
+        if device is not None:
             self.metrics["commands.expired"] += 1
-            await self._status(device, name, EXPIRED, None)
+            await self._status(device, name, EXPIRED, None, after=(PENDING, DELIVERED))
 
     async def _recover(self) -> None:
         """Commands PENDING or DELIVERED when the gateway stopped expire on time after a

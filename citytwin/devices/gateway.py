@@ -12,6 +12,7 @@ dropped, counted in `metrics` and logged once per kind; every other device goes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from citytwin.broker import Broker, now
 from citytwin.devices.commands import Commands
 from citytwin.devices.ingest import Ingest, Reading
 from citytwin.devices.measure import BadValue, attributes, coerce, twin
-from citytwin.devices.provision import Profile, parse_device, profile
+from citytwin.devices.provision import Profile, parse_device, profile, wrong
 from citytwin.devices.registry import DEVICE, Registry, device_key
 from citytwin.errors import NgsiError
 from citytwin.model.context import Context
@@ -81,24 +82,33 @@ class Gateway:
 
     # -- measurements in -------------------------------------------------------------------------
 
-    async def device(self, apikey: str, device_id: str, transport: str) -> Profile:
-        """The device a message comes from, provisioned on the spot if its group allows it."""
+    async def known(self, apikey: str, device_id: str) -> Profile:
         found = self.registry.device(apikey, device_id)
         if found is None and await self.registry.refresh():
             found = self.registry.device(apikey, device_id)
-        if found is not None:
-            return found
+        if found is None:
+            raise Dropped("unknown-device", f"device {device_id!r} is not provisioned")
+        return found
+
+    async def device(self, apikey: str, device_id: str, transport: str) -> Profile:
+        """The device a message comes from, provisioned on the spot if its group allows it."""
+        with contextlib.suppress(Dropped):
+            return await self.known(apikey, device_id)
         group = self.registry.group(apikey)
         if group is None:
             raise Dropped("unknown-apikey", f"no service group has apikey {apikey!r}")
         tenant, path, doc = group
         if doc.get("autoprovision") is False:
             raise Dropped("unknown-device", f"device {device_id!r} is not provisioned")
-        doc = parse_device({"device_id": device_id, "transport": transport})
-        await self.provision(tenant, path, [doc])
-        self.metrics["devices.autoprovisioned"] += 1
+        try:
+            doc = parse_device({"device_id": device_id, "transport": transport})
+            created = await self.provision(tenant, path, [doc])
+        except NgsiError as exc:
+            raise Dropped("unknown-device", f"{device_id!r} cannot be provisioned: {exc}") from None
         found = self.registry.device(apikey, device_id)
-        assert found is not None
+        if not created or found is None:  # provisioned meanwhile, or under another apikey
+            raise Dropped("unknown-device", f"device {device_id!r} has another apikey")
+        self.metrics["devices.autoprovisioned"] += 1
         return found
 
     def reading(self, device: Profile, payload: Any, done: Done | None = None) -> Reading:
@@ -160,27 +170,33 @@ class Gateway:
                 task.add_done_callback(self.slow.discard)
                 return
             self._measured(device, payload, object_id, done)
-        except Dropped as exc:
-            self.drop(exc, topic)
-            done(exc)
+        except Exception as exc:  # whatever the message, the gateway goes on
+            self._dropped(exc, topic, done)
+
+    def _dropped(self, exc: Exception, topic: str, done: Done) -> None:
+        if not isinstance(exc, Dropped):
+            log.exception("a message on %s could not be used", topic)
+            exc = Dropped("error", f"{type(exc).__name__}: {exc}")
+        self.drop(exc, topic)
+        done(exc)
 
     async def _slow(
         self, topic: str, parsed: tuple[str, str, str, str | None], payload: bytes, done: Done
     ) -> None:
         apikey, device_id, suffix, object_id = parsed
         try:
-            device = await self.device(apikey, device_id, "MQTT")
             if suffix == "attrs":
+                device = await self.device(apikey, device_id, "MQTT")
                 self._measured(device, payload, object_id, done)
                 return
+            device = await self.known(apikey, device_id)  # answers provision nothing
             data = _json(payload)
             if not isinstance(data, dict):
                 raise Dropped("not-json-object", "a command answer must be a JSON object")
             await self.commands.answered(device, data)
             done(None)
-        except Dropped as exc:
-            self.drop(exc, topic)
-            done(exc)
+        except Exception as exc:
+            self._dropped(exc, topic, done)
 
     def _measured(self, device: Profile, payload: bytes, object_id: str | None, done: Done) -> None:
         if object_id is None:
@@ -212,10 +228,7 @@ class Gateway:
             for d in devices
         ):
             return False
-        twins = []
-        for doc in devices:
-            group = self.registry.group_of(tenant, path, doc)
-            twins.append(parse_entity(twin(profile(tenant, path, doc, group)), self.ctx, now()))
+        twins = [self.twin_of(tenant, path, doc) for doc in devices]
         await self.broker.adopt(tenant, twins)
         items = [(tenant, device_key(path, d["device_id"]), d) for d in devices]
         created = await self.broker.store.provision(DEVICE, items, create=True)
@@ -225,12 +238,30 @@ class Gateway:
 
     async def reprovision(self, tenant: str, path: str, key: str, doc: dict[str, Any]) -> None:
         """PUT of a device: its twin gains what the new provisioning adds."""
-        group = self.registry.group_of(tenant, path, doc)
-        entity = parse_entity(twin(profile(tenant, path, doc, group)), self.ctx, now())
-        await self.broker.adopt(tenant, [entity])
+        await self.broker.adopt(tenant, [self.twin_of(tenant, path, doc)])
         await self.broker.store.provision(DEVICE, [(tenant, key, doc)], create=False)
         await self.registry.load()
         self.blanks.clear()
+
+    def twin_of(
+        self, tenant: str, path: str, device: dict[str, Any], group: dict[str, Any] | None = None
+    ) -> Entity:
+        """The twin a device provisioning makes, checked (a bad static value or attribute
+        name is the provisioning's 400, not a failure of every later reading)."""
+        group = group or self.registry.group_of(tenant, path, device)
+        found = profile(tenant, path, device, group)
+        names = [a.name for a in found.attributes.values()] + list(found.commands)
+        if set(names) & ENTITY_MEMBERS:
+            raise wrong("an attribute cannot be named id, type, scope or a system attribute")
+        try:
+            entity = parse_entity(twin(found), self.ctx, now())
+            for attr in found.attributes.values():
+                for name in [attr.name, *attr.metadata]:
+                    if name != "unitCode":
+                        expand_name(name, self.ctx)
+        except (BadValue, NgsiError) as exc:
+            raise wrong(f"{device['device_id']}: {exc}") from None
+        return entity
 
 
 def _json(payload: bytes) -> Any:

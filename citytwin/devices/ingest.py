@@ -101,11 +101,18 @@ class Ingest:
                 log.exception("a batch of %d readings failed", len(readings))
                 self.metrics["failed"] += len(readings)
                 for reading in readings:
-                    if reading.done is not None:
-                        reading.done(CommitFailed(str(exc)))
+                    _tell(reading, CommitFailed(str(exc)))
                 continue
             for reading, result in zip(readings, results, strict=True):
                 error = result if isinstance(result, Exception) else None
                 self.metrics["applied" if error is None else "dropped.rejected"] += 1
-                if reading.done is not None:
-                    reading.done(error)
+                _tell(reading, error)
+
+
+def _tell(reading: Reading, error: Exception | None) -> None:
+    """Call a reading's `done`; its failure must not stop the gateway."""
+    if reading.done is not None:
+        try:
+            reading.done(error)
+        except Exception:
+            log.exception("acknowledging a reading failed")

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 from citytwin.devices.gateway import Gateway
 from citytwin.devices.ingest import CommitFailed
-from citytwin.mqtt.client import Endpoint, MqttClient
+from citytwin.mqtt.client import Ack, Endpoint, MqttClient
 from citytwin.mqtt.codec import Message
 from citytwin.mqtt.server import MqttServer
 from citytwin.store.base import Store
@@ -113,7 +113,7 @@ class DeviceLink:
         )
         await client.start()
 
-    def _received(self, msg: Message) -> None:
+    def _received(self, msg: Message, ack: Ack) -> None:
         client = self.client
         assert client is not None
 
@@ -122,7 +122,7 @@ class DeviceLink:
                 if client.link is not None:
                     client.link.close()
                 return
-            client.ack(msg)
+            ack()
 
         self.gateway.message(msg.topic, msg.payload, done)
 

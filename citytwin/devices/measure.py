@@ -82,9 +82,9 @@ def coerce(kind: str, value: Any, key: str) -> Any:
         return _number(value, key)
     if kind in INTEGER:
         number = _number(value, key)
-        if not float(number).is_integer():
+        if isinstance(number, float) and not number.is_integer():
             raise BadValue(f"{key}: {value!r} is not an integer")
-        return int(number)
+        return _number(int(number), key)
     if kind in BOOLEAN:
         return _boolean(value, key)
     if kind in TEXT:
@@ -108,6 +108,8 @@ def _number(value: Any, key: str) -> int | float:
             raise BadValue(f"{key}: {value!r} is not a number") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise BadValue(f"{key}: {value!r} is not a finite number")
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise BadValue(f"{key}: {value!r} is out of range")  # JSON stores 64-bit integers
     return value
 
 

@@ -120,6 +120,8 @@ def _declared(attr: Any, where: str, optional: str) -> None:
         raise wrong(f"{where}: the type of {attr['name']} must be a string")
     if where == "static_attributes" and optional not in attr:
         raise wrong(f"static attribute {attr['name']} needs a value")
+    if not isinstance(attr.get("metadata", {}), dict):
+        raise wrong(f"{where}: the metadata of {attr['name']} must be an object")
     if any(c in attr["name"] for c in "/+#"):
         raise wrong(f"{where}: {attr['name']} cannot hold '/', '+' or '#'")
 

@@ -93,15 +93,24 @@ class _Link(asyncio.Protocol):
             self.transport.close()
 
 
+Ack = Callable[[], None]
+
+
+def _no_ack() -> None:
+    pass
+
+
 class MqttClient:
-    """`on_message` is called for every message received; QoS 1 and 2 messages must then be
-    passed to `ack` (the broker sends them again after a reconnect if they never are)."""
+    """`on_message(message, ack)` is called for every message received; for QoS 1 and 2, `ack`
+    acknowledges it on the connection it came in on (after a reconnect the broker sends again
+    what was not acknowledged, under new packet ids, so an old ack must not reach the new
+    connection)."""
 
     def __init__(
         self,
         endpoint: Endpoint,
         client_id: str,
-        on_message: Callable[[Message], None] = lambda m: None,
+        on_message: Callable[[Message, Ack], None] = lambda m, a: None,
         *,
         clean: bool = True,
         keepalive: int = 30,
@@ -119,6 +128,7 @@ class MqttClient:
         self.waiting: dict[int, asyncio.Future[None]] = {}  # outgoing QoS 1 mid -> PUBACK
         self.task: asyncio.Task[None] | None = None
         self.failures = 0
+        self.paused = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -169,6 +179,8 @@ class MqttClient:
                 raise ProtocolError(f"connection refused (CONNACK return code {code})")
             if self.subscriptions:
                 link.write(encode_subscribe(next(self.mids), self.subscriptions))
+            if self.paused and link.transport is not None:
+                link.transport.pause_reading()  # still held back: the new link too
             self.link = link
             self.failures = 0
             self.connected.set()
@@ -191,6 +203,8 @@ class MqttClient:
     async def _ping(self, link: _Link) -> None:
         while True:
             await asyncio.sleep(self.keepalive / 2)
+            if self.paused:  # not reading: the answer cannot be seen, and data is waiting
+                continue
             if not link.pong:
                 log.warning("MQTT broker stopped answering; reconnecting")
                 link.close()
@@ -202,7 +216,8 @@ class MqttClient:
 
     def _packet(self, link: _Link, kind: int, flags: int, body: bytes) -> None:
         if kind == PUBLISH:
-            self.on_message(decode_publish(flags, body))
+            msg = decode_publish(flags, body)
+            self.on_message(msg, self._acker(link, msg) if msg.qos else _no_ack)
         elif kind == PUBACK:
             future = self.waiting.pop(decode_mid(body), None)
             if future is not None and not future.done():
@@ -219,17 +234,20 @@ class MqttClient:
         elif kind == SUBACK and b"\x80" in body[2:]:
             log.warning("MQTT broker refused a subscription of %s", self.client_id)
 
-    def ack(self, msg: Message) -> None:
-        """Acknowledge a QoS 1 (PUBACK) or QoS 2 (PUBREC) message; a no-op for QoS 0."""
-        if msg.qos and self.link is not None:
-            self.link.write(encode_ack(PUBACK if msg.qos == 1 else PUBREC, msg.mid))
+    @staticmethod
+    def _acker(link: _Link, msg: Message) -> Ack:
+        """PUBACK (QoS 1) or PUBREC (QoS 2) on the link the message came on, once."""
+        packet = encode_ack(PUBACK if msg.qos == 1 else PUBREC, msg.mid)
+        return lambda: link.write(packet)  # a closed link writes nothing
 
     def pause(self) -> None:
         """Stop reading: the broker holds further messages (backpressure)."""
+        self.paused = True
         if self.link is not None and self.link.transport is not None:
             self.link.transport.pause_reading()
 
     def resume(self) -> None:
+        self.paused = False
         if self.link is not None and self.link.transport is not None:
             self.link.transport.resume_reading()
 

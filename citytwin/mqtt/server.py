@@ -97,7 +97,8 @@ class _Conn(asyncio.Protocol):
         session.conn = None
         if self.will is not None:
             self.server.route(self.will)
-        if session.clean:
+        if session.clean:  # a clean session ends with its connection, subscriptions and all
+            self.server.unsubscribe(session, list(session.subscriptions))
             self.server.sessions.pop(session.client_id, None)
 
     def pause_writing(self) -> None:
@@ -257,7 +258,7 @@ class MqttServer:
         if old is not None and old.conn is not None:
             old.conn.session = None  # its close must not end the session taken over
             old.conn.close()
-        if old is not None and clean:
+        if old is not None and (clean or old.clean):
             self.unsubscribe(old, list(old.subscriptions))
             old = None
         present = old is not None

@@ -351,11 +351,12 @@ class _Batch:
             self.indexed[entity_id] = index_key(current)
         try:
             change = fn(current)
-        except Exception as exc:
+            entity = change.entity
+            doc = orjson.dumps(entity) if change.write and entity is not None else None
+        except Exception as exc:  # (a value JSON cannot hold fails this op alone)
             return exc
         if change.write:
-            entity = change.entity
-            self.docs[entity_id] = orjson.dumps(entity) if entity is not None else None
+            self.docs[entity_id] = doc
             self.final[entity_id] = entity
             self._remember(entity_id, raw, change)
             self._touch(entity_id, change.touched)

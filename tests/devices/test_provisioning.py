@@ -124,6 +124,19 @@ async def test_provisioning_survives_a_restart(settings: Settings) -> None:
          400, "WRONG_SYNTAX"),
         ("/iot/devices", {"devices": [{"device_id": "d"}, {"device_id": "d"}]}, 409,
          "DUPLICATE_DEVICE_ID"),
+        ("/iot/devices", {"devices": [{"device_id": "d", "static_attributes": [
+            {"name": "x", "type": "Text", "value": None}]}]}, 400, "WRONG_SYNTAX"),
+        ("/iot/devices", {"devices": [{"device_id": "d", "static_attributes": [
+            {"name": "owner", "type": "Relationship", "value": "not a uri"}]}]}, 400,
+         "WRONG_SYNTAX"),
+        ("/iot/devices", {"devices": [{"device_id": "d", "attributes": [
+            {"object_id": "t", "name": "t", "metadata": ["unitCode"]}]}]}, 400, "WRONG_SYNTAX"),
+        ("/iot/devices", {"devices": [{"device_id": "d", "attributes": [
+            {"object_id": "c", "name": "createdAt"}]}]}, 400, "WRONG_SYNTAX"),
+        ("/iot/devices", {"devices": [{"device_id": "d", "attributes": [
+            {"object_id": "s", "name": "a b"}]}]}, 400, "WRONG_SYNTAX"),
+        ("/iot/services", {"services": [{"apikey": "k", "static_attributes": [
+            {"name": "where", "type": "geo:point", "value": "nowhere"}]}]}, 400, "WRONG_SYNTAX"),
     ],
 )  # fmt: skip
 async def test_bad_provisioning_is_refused_and_stores_nothing(
@@ -207,6 +220,8 @@ async def test_http_measurements_are_coerced_and_kept_in_history(iot: httpx.Asyn
         ({"l": "north"}, "bad-value"),
         ({"l": "95,10"}, "bad-value"),
         ({"b": None}, "bad-value"),
+        ({"n": "9" * 400}, "bad-value"),
+        ({"n": 1e30}, "bad-value"),
         ({"TimeInstant": "yesterday", "b": 1}, "bad-value"),
         ([1, 2], "not-json-object"),
     ],
