@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any
 
 import click
 import httpx
@@ -64,33 +67,71 @@ async def _get(settings: Settings, path: str) -> int:
     return 0 if response.status_code < 400 else 1
 
 
+def _serve_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """The options of `serve`, which `demo` takes too."""
+    options = [
+        click.argument("db_path", required=False),
+        click.option("--host", default=None, help="Address to listen on (default 127.0.0.1)."),
+        click.option("--port", type=int, default=None, help="Port (default 1026)."),
+        click.option("--workers", type=int, default=None, help="Worker processes (default 1)."),
+        click.option(
+            "--mqtt",
+            default=None,
+            metavar="URL",
+            help="MQTT broker of the device gateway: mqtt://host:port, 'embedded' (the default:"
+            " one is started on --mqtt-port) or 'off'.",
+        ),
+        click.option("--mqtt-port", type=int, default=None, help="Port of the embedded broker."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @main.command()
-@click.argument("db_path", required=False)
-@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
-@click.option("--port", type=int, default=None, help="Port (default 1026).")
-@click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
-@click.option(
-    "--mqtt",
-    default=None,
-    metavar="URL",
-    help="MQTT broker of the device gateway: mqtt://host:port, 'embedded' (the default: one "
-    "is started on --mqtt-port) or 'off'.",
-)
-@click.option("--mqtt-port", type=int, default=None, help="Port of the embedded MQTT broker.")
-def serve(
-    db_path: str | None = None,
-    host: str | None = None,
-    port: int | None = None,
-    workers: int | None = None,
-    mqtt: str | None = None,
-    mqtt_port: int | None = None,
-) -> None:
+@_serve_options
+def serve(db_path: str | None = None, **options: Any) -> None:
     """Run the broker on DB_PATH (a SQLite file, created if missing; default citytwin.db)."""
+    _run(_settings(database=db_path, **options))
+
+
+@main.command()
+@_serve_options
+@click.option("--no-devices", is_flag=True, help="Load the city without its simulated devices.")
+def demo(db_path: str | None = None, no_devices: bool = False, **options: Any) -> None:
+    """Serve a demo twin of Shanghai: science sites, air-quality stations and guide robots,
+    whose simulated devices run in a process of their own and talk MQTT to the gateway."""
+    settings = _settings(database=db_path, **options)
+    if settings.mqtt == "off" and not no_devices:
+        raise click.ClickException("the simulated devices need MQTT: drop --mqtt off")
+    args = [sys.executable, "-m", "citytwin", "simulate", "--url", _local(settings)]
+    args += ["--mqtt", _broker_url(settings)] if not no_devices else ["--load-only"]
+    simulator = subprocess.Popen(args)
+    try:
+        _run(settings)
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=10)
+
+
+@main.command()
+@click.option("--url", default="http://127.0.0.1:1026", help="The twin to load and drive.")
+@click.option("--mqtt", "mqtt_url", default="mqtt://127.0.0.1:1883", help="Its MQTT broker.")
+@click.option("--load-only", is_flag=True, help="Load the demo city, run no devices.")
+@click.option("--speed", type=float, default=1.0, help="Robots walk this many times faster.")
+def simulate(url: str, mqtt_url: str, load_only: bool, speed: float) -> None:
+    """Load the demo city into a running twin and run its simulated devices."""
+    from citytwin.demo.runner import simulate as run
+
+    try:
+        asyncio.run(run(url, None if load_only else mqtt_url, speed))
+    except KeyboardInterrupt:
+        pass
+
+
+def _run(settings: Settings) -> None:
     import uvicorn
 
-    settings = _settings(
-        database=db_path, host=host, port=port, workers=workers, mqtt=mqtt, mqtt_port=mqtt_port
-    )
     for name, value in asdict(settings).items():
         os.environ[f"CITYTWIN_{name.upper()}"] = str(value)
     click.echo(f"citytwin: NGSI-LD broker on {settings.base_url}/ngsi-ld/v1 ({settings.database})")
@@ -104,6 +145,18 @@ def serve(
         log_level="warning",
         access_log=False,
     )
+
+
+def _local(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def _broker_url(settings: Settings) -> str:
+    if settings.mqtt == "embedded":
+        host = "127.0.0.1" if settings.mqtt_host in ("0.0.0.0", "") else settings.mqtt_host
+        return f"mqtt://{host}:{settings.mqtt_port}"
+    return settings.mqtt
 
 
 def _mqtt(settings: Settings) -> str:
