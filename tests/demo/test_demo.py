@@ -90,14 +90,18 @@ async def until_present(http: httpx.AsyncClient, entity_id: str, attr: str) -> d
     raise AssertionError(f"{entity_id} has no {attr}")
 
 
+async def go_to(demo: httpx.AsyncClient, where: str, status: str) -> dict[str, Any]:
+    """Command the first robot to go somewhere; its twin once the command reached `status`."""
+    command = {"type": "Property", "value": where}
+    got = await demo.patch(f"{NGSI}/entities/{ROBOT}/attrs/goTo", json=command)
+    assert got.status_code == 204
+    return await until(demo, ROBOT, "goTo_status", status)
+
+
 async def test_a_robot_obeys_go_to(demo: httpx.AsyncClient) -> None:
-    command = {"type": "Property", "value": "Robot World"}
-    assert (
-        await demo.patch(f"{NGSI}/entities/{ROBOT}/attrs/goTo", json=command)
-    ).status_code == 204
-    body = await until(demo, ROBOT, "goTo_status", "OK")
+    body = await go_to(demo, "Robot World", "OK")
     assert body["goTo_info"]["value"] == "walking to Robot World"
-    body = await until(demo, ROBOT, "nearExhibit", "Robot World")
+    await until(demo, ROBOT, "nearExhibit", "Robot World")
     await until(demo, ROBOT, "state", "idle")
     lat, lon = city.EXHIBITS["Robot World"]
     body = await entity(demo, ROBOT)
@@ -105,11 +109,7 @@ async def test_a_robot_obeys_go_to(demo: httpx.AsyncClient) -> None:
 
 
 async def test_a_robot_refuses_what_it_cannot_do(demo: httpx.AsyncClient) -> None:
-    command = {"type": "Property", "value": "the Moon"}
-    assert (
-        await demo.patch(f"{NGSI}/entities/{ROBOT}/attrs/goTo", json=command)
-    ).status_code == 204
-    body = await until(demo, ROBOT, "goTo_status", "ERROR")
+    body = await go_to(demo, "the Moon", "ERROR")
     assert "neither an exhibit" in body["goTo_info"]["value"]
 
 
