@@ -98,7 +98,10 @@ def serve(db_path: str | None = None, **options: Any) -> None:
 @main.command()
 @_serve_options
 @click.option("--no-devices", is_flag=True, help="Load the city without its simulated devices.")
-def demo(db_path: str | None = None, no_devices: bool = False, **options: Any) -> None:
+@click.option("--robot-speed", type=float, default=1.0, help="Robots walk this many times faster.")
+def demo(
+    db_path: str | None = None, no_devices: bool = False, robot_speed: float = 1.0, **options: Any
+) -> None:
     """Serve a demo twin of Shanghai: science sites, air-quality stations and guide robots,
     whose simulated devices run in a process of their own and talk MQTT to the gateway."""
     settings = _settings(database=db_path, **options)
@@ -106,6 +109,7 @@ def demo(db_path: str | None = None, no_devices: bool = False, **options: Any) -
         raise click.ClickException("the simulated devices need MQTT: drop --mqtt off")
     args = [sys.executable, "-m", "citytwin", "simulate", "--url", _local(settings)]
     args += ["--mqtt", _broker_url(settings)] if not no_devices else ["--load-only"]
+    args += ["--speed", str(robot_speed)]
     simulator = subprocess.Popen(args)
     try:
         _run(settings)

@@ -26,6 +26,7 @@ class Settings:
     mqtt_port: int = 1883
     command_timeout: float = 30.0  # seconds a device has to answer a command (then EXPIRED)
     gateway_queue: int = 20_000  # readings waiting to be committed before devices are held back
+    assets: str = ""  # the map's npm packages (default: web/node_modules of the checkout)
 
     @property
     def base_url(self) -> str:

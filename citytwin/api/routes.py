@@ -19,6 +19,7 @@ from citytwin.api import (
     stream,
     subscriptions,
     temporal,
+    web,
 )
 from citytwin.errors import MethodNotAllowed
 
@@ -123,6 +124,12 @@ def routes() -> list[BaseRoute]:
     ]
     table.append(Route("/citytwin/v1/stream", stream.stream, methods=["GET"]))
     table += _iot_routes()
+    table += [
+        Route("/", web.page, methods=["GET"]),
+        Route("/map/{name}", web.own_file, methods=["GET"]),
+        Route("/assets/{path:path}", web.asset, methods=["GET"]),
+        Route("/citytwin/v1/basemap", web.basemap, methods=["GET"]),
+    ]
     for op in batch.OPERATIONS:
         table += _collection(f"/entityOperations/{op}", {"POST": _batch(op)})
     table += _collection("/entityOperations/query", {"POST": query.post_query})

@@ -1,0 +1,173 @@
+// The live map: entities from the NGSI-LD API, changes from the live stream, history from the
+// temporal API, commands by PATCH. Uses only citytwin's public API.
+import * as maplibregl from '/assets/maplibre-gl/dist/maplibre-gl.mjs';
+
+const API = '/ngsi-ld/v1';
+const TYPES = ['PointOfInterest', 'AirQualityObserved', 'Robot'];
+const CHARTED = ['pm25', 'airQualityIndex', 'batteryLevel', 'no2', 'o3', 'temperature'];
+const EXHIBITS = ['Spectrum of Life', 'Earth Exploration', 'Light of Wisdom', 'Robot World',
+  'Space Navigation', 'Information Era', 'entrance'];
+const entities = new Map();  // id -> normalized entity
+let selected = null;
+
+const map = new maplibregl.Map({
+  container: 'map',
+  center: [121.50, 31.17],
+  zoom: 9.3,
+  attributionControl: { customAttribution: 'Land: Natural Earth (public domain)' },
+  style: {
+    version: 8,
+    sources: { land: { type: 'geojson', data: '/citytwin/v1/basemap' } },
+    layers: [
+      { id: 'sea', type: 'background', paint: { 'background-color': '#b9d3e6' } },
+      { id: 'land', type: 'fill', source: 'land', paint: { 'fill-color': '#f1eee4' } },
+    ],
+  },
+});
+window.citytwinMap = map;  // for tests and the curious
+
+const value = (e, name) => e[name] && (e[name].value ?? e[name].object);
+const point = (e) => e.location && e.location.value;
+
+function feature(e) {
+  return {
+    type: 'Feature', id: e.id, geometry: point(e),
+    properties: { id: e.id, aqi: value(e, 'airQualityIndex') ?? -1,
+                  state: value(e, 'state') ?? '', battery: value(e, 'batteryLevel') ?? 100 },
+  };
+}
+
+function refresh(type) {
+  const source = map.getSource(type);
+  if (!source) return;
+  const features = [...entities.values()].filter((e) => e.type === type && point(e)).map(feature);
+  source.setData({ type: 'FeatureCollection', features });
+}
+
+const PAINT = {
+  PointOfInterest: { 'circle-radius': 7, 'circle-color': '#6a4c93', 'circle-opacity': 0.8,
+                     'circle-stroke-color': '#fff', 'circle-stroke-width': 1.5 },
+  AirQualityObserved: {
+    'circle-radius': 11, 'circle-stroke-color': '#fff', 'circle-stroke-width': 2,
+    'circle-color': ['step', ['get', 'aqi'], '#999', 0, '#3cb44b', 51, '#e6d200', 101, '#f58231',
+                     151, '#e6194b', 201, '#911eb4', 301, '#800000'],
+  },
+  Robot: {
+    'circle-radius': ['interpolate', ['linear'], ['zoom'], 10, 5, 17, 10],
+    'circle-color': ['match', ['get', 'state'], 'moving', '#1e88e5', 'greeting', '#43a047',
+                     'charging', '#fb8c00', '#546e7a'],
+    'circle-stroke-width': 3,
+    'circle-stroke-color': ['step', ['get', 'battery'], '#e53935', 20, '#fdd835', 50, '#ffffff'],
+  },
+};
+
+async function load(type) {
+  const got = await fetch(`${API}/entities?type=${type}&limit=1000`);
+  for (const e of await got.json()) entities.set(e.id, e);
+  map.addSource(type, { type: 'geojson', data: { type: 'FeatureCollection', features: [] } });
+  map.addLayer({ id: type, type: 'circle', source: type, paint: PAINT[type] });
+  map.on('click', type, (ev) => show(ev.features[0].properties.id));
+  map.on('mouseenter', type, () => { map.getCanvas().style.cursor = 'pointer'; });
+  map.on('mouseleave', type, () => { map.getCanvas().style.cursor = ''; });
+  refresh(type);
+}
+
+function follow() {
+  const live = new EventSource(`/citytwin/v1/stream?type=${TYPES.join(',')}`);
+  const label = document.getElementById('live');
+  live.onopen = () => { label.textContent = 'live'; };
+  live.onerror = () => { label.textContent = 'reconnecting...'; };
+  live.addEventListener('notification', (event) => {
+    for (const e of JSON.parse(event.data).data) {
+      entities.set(e.id, { ...(entities.get(e.id) || {}), ...e });
+      refresh(e.type);
+      if (selected === e.id) render(entities.get(e.id));
+    }
+    label.textContent = `live, ${new Date().toLocaleTimeString()}`;
+  });
+}
+
+function show(id) {
+  selected = id;
+  document.getElementById('panel').hidden = false;
+  render(entities.get(id));
+  chart(entities.get(id));
+}
+
+function render(e) {
+  document.getElementById('name').textContent = value(e, 'name') || e.id;
+  document.getElementById('kind').textContent = `${e.type} · ${e.id}`;
+  const rows = Object.entries(e).filter(([k, a]) => a && typeof a === 'object' && a.type)
+    .filter(([k]) => !k.endsWith('_info') && !k.endsWith('_status') && !COMMANDS.includes(k));
+  document.getElementById('attrs').innerHTML = rows.map(([k, a]) => `<tr><td>${k}</td>
+    <td>${shown(a)}</td><td class="unit">${a.unitCode || ''}</td>
+    <td class="time">${a.observedAt ? new Date(a.observedAt).toLocaleTimeString() : ''}</td></tr>`).join('');
+  commands(e);
+}
+
+function shown(a) {
+  const v = a.value ?? a.object;
+  if (a.type === 'GeoProperty' && v && v.type === 'Point') return v.coordinates.map((c) => c.toFixed(5)).join(', ');
+  const text = typeof v === 'object' ? JSON.stringify(v) : String(v);
+  return text.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' }[c]));
+}
+
+const COMMANDS = ['goTo', 'greet', 'dock'];
+
+function commands(e) {
+  const box = document.getElementById('commands');
+  if (e.type !== 'Robot') { box.innerHTML = ''; return; }
+  if (!box.dataset.for || box.dataset.for !== e.id) {
+    box.dataset.for = e.id;
+    box.innerHTML = `<select id="exhibit">${EXHIBITS.map((x) => `<option>${x}</option>`).join('')}</select>
+      <button data-cmd="goTo">Go to</button><button data-cmd="greet">Greet</button>
+      <button data-cmd="dock">Dock</button><div id="statuses"></div>`;
+    box.querySelectorAll('button').forEach((b) => { b.onclick = () => send(e.id, b.dataset.cmd); });
+  }
+  document.getElementById('statuses').innerHTML = COMMANDS.map((c) => {
+    const s = value(e, `${c}_status`) || 'UNKNOWN';
+    const info = value(e, `${c}_info`) || '';
+    return `<div><b>${c}</b> <span class="status ${s}" data-command="${c}">${s}</span> ${shown({ value: info })}</div>`;
+  }).join('');
+}
+
+async function send(id, cmd) {
+  const v = cmd === 'goTo' ? document.getElementById('exhibit').value : cmd === 'greet' ? 'ni hao' : '';
+  await fetch(`${API}/entities/${encodeURIComponent(id)}/attrs/${cmd}`, {
+    method: 'PATCH', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ type: 'Property', value: v }),
+  });
+}
+
+async function chart(e) {
+  const name = CHARTED.find((n) => typeof value(e, n) === 'number');
+  const svg = document.getElementById('chart');
+  const label = document.getElementById('chart-label');
+  svg.innerHTML = '';
+  label.textContent = name ? '' : 'no numeric measurement to chart';
+  if (!name) return;
+  const since = new Date(Date.now() - 3600e3).toISOString();
+  const got = await fetch(`${API}/temporal/entities/${encodeURIComponent(e.id)}?attrs=${name}` +
+    `&timerel=after&timeAt=${since}&options=temporalValues&lastN=500`);
+  const points = ((await got.json())[name] || {}).values || [];
+  if (points.length < 2) { label.textContent = `${name}: not enough history yet`; return; }
+  const xs = points.map((p) => Date.parse(p[1])), ys = points.map((p) => p[0]);
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const sx = (x) => 5 + 290 * (x - x0) / Math.max(1, x1 - x0);
+  const sy = (y) => 100 - 90 * (y - y0) / Math.max(1e-9, y1 - y0);
+  const path = points.map((p, i) => `${i ? 'L' : 'M'}${sx(xs[i]).toFixed(1)},${sy(ys[i]).toFixed(1)}`).join('');
+  svg.innerHTML = `<path d="${path}" fill="none" stroke="#1e88e5" stroke-width="2"/>`;
+  const unit = (e[name] && e[name].unitCode) || '';
+  label.textContent = `${name} ${unit}, last hour: ${y0} to ${y1} (${points.length} readings)`;
+}
+
+document.getElementById('close').onclick = () => {
+  document.getElementById('panel').hidden = true;
+  selected = null;
+};
+
+map.on('load', async () => {
+  for (const type of TYPES) await load(type);
+  follow();
+  document.body.dataset.ready = 'true';
+});

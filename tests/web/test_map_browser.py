@@ -1,0 +1,109 @@
+"""The live map in a real headless Chromium (Debian's, driven by Playwright): start the demo as a
+newcomer does, wait for the layers, click a robot, send goTo, and see its status reach OK and
+the robot move. Saves a screenshot (CITYTWIN_ARTIFACTS, default the test's folder)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.demo.test_demo import free_port
+from tests.test_durability import ROOT
+from tests.web.test_map_routes import needs_npm, npm_assets  # noqa: F401
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ROBOT = "urn:ngsi-ld:Robot:sstm-guide-1"
+
+
+@needs_npm
+async def test_click_a_robot_and_send_it_somewhere(tmp_path: Path) -> None:
+    from playwright import async_api as playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed (apt-get install chromium; ./run test does it)")
+    port, mqtt_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYTWIN_")}
+    env["PYTHONPATH"] = str(ROOT)
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "citytwin", "demo", str(tmp_path / "demo.db"), "--port",
+             str(port), "--mqtt-port", str(mqtt_port), "--robot-speed", "20"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, trust_env=False) as api:
+            start = await _robot(api, log)
+            async with playwright.async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                page = await browser.new_page(viewport={"width": 1280, "height": 800})
+                await page.goto(url + "/")
+                await page.wait_for_function(READY, timeout=30000)
+                await _click(page, *start["location"]["value"]["coordinates"])
+                await page.wait_for_selector("#panel:not([hidden])", timeout=10000)
+                assert "Guide robot 1" in await page.inner_text("#name")
+                await page.select_option("#exhibit", "Robot World")
+                await page.click("button[data-cmd=goTo]")
+                status = page.locator(".status[data-command=goTo]")
+                await status.filter(has_text="OK").wait_for(timeout=15000)
+                moved = await _arrived(api)
+                where = moved["location"]["value"]["coordinates"]
+                assert where != start["location"]["value"]["coordinates"]
+                await _screenshot(page, Path(os.environ.get("CITYTWIN_ARTIFACTS", tmp_path)))
+                await browser.close()
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=20)
+
+
+FLAGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]  # WebGL
+READY = "document.body.dataset.ready === 'true'"
+
+
+async def _click(page: Any, lon: float, lat: float) -> None:
+    """Zoom to a place and click it where the map draws it."""
+    await page.evaluate(f"window.citytwinMap.jumpTo({{center: [{lon}, {lat}], zoom: 19}})")
+    await page.wait_for_timeout(500)
+    x, y = await page.evaluate(f"Object.values(window.citytwinMap.project([{lon}, {lat}]))")
+    await page.mouse.click(x, y)
+
+
+async def _screenshot(page: Any, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    await page.evaluate("window.citytwinMap.jumpTo({center: [121.50, 31.17], zoom: 9.3})")
+    await page.wait_for_timeout(1000)
+    await page.screenshot(path=str(folder / "map.png"))
+
+
+async def _robot(api: httpx.AsyncClient, log: Path) -> dict:
+    for _ in range(300):
+        try:
+            got = await api.get(f"/ngsi-ld/v1/entities/{ROBOT}")
+            if got.status_code == 200 and "location" in got.json():
+                return got.json()
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the demo's robot never reported:\n{log.read_text()}")
+
+
+async def _arrived(api: httpx.AsyncClient) -> dict:
+    for _ in range(200):
+        body = (await api.get(f"/ngsi-ld/v1/entities/{ROBOT}")).json()
+        if (
+            body.get("nearExhibit", {}).get("value") == "Robot World"
+            and body["state"]["value"] != "moving"
+        ):
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the robot did not get to Robot World: {body}")
