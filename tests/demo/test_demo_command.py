@@ -17,17 +17,23 @@ from tests.test_durability import ROOT
 NGSI = "/ngsi-ld/v1"
 
 
-async def test_demo_serves_a_living_city(tmp_path: Path) -> None:
+def start_demo(folder: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """`python -m citytwin demo` on free ports, its output in folder/demo.log."""
     port, mqtt_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYTWIN_")}
     env["PYTHONPATH"] = str(ROOT)
-    log = tmp_path / "demo.log"
+    log = folder / "demo.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "citytwin", "demo", str(tmp_path / "demo.db"),
-             "--port", str(port), "--mqtt-port", str(mqtt_port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True,
+            [sys.executable, "-m", "citytwin", "demo", str(folder / "demo.db"),
+             "--port", str(port), "--mqtt-port", str(mqtt_port), *extra],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder, start_new_session=True,
         )  # fmt: skip
+    return proc, port, log
+
+
+async def test_demo_serves_a_living_city(tmp_path: Path) -> None:
+    proc, port, log = start_demo(tmp_path)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False) as web:
             robot = await _reported(web, log)

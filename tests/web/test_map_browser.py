@@ -8,16 +8,13 @@ import asyncio
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.demo.test_demo import free_port
-from tests.test_durability import ROOT
+from tests.demo.test_demo_command import start_demo
 from tests.web.test_map_routes import needs_npm, npm_assets  # noqa: F401
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -30,16 +27,7 @@ async def test_click_a_robot_and_send_it_somewhere(tmp_path: Path) -> None:
 
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed (apt-get install chromium; ./run test does it)")
-    port, mqtt_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYTWIN_")}
-    env["PYTHONPATH"] = str(ROOT)
-    log = tmp_path / "demo.log"
-    with log.open("wb") as out:
-        demo = subprocess.Popen(
-            [sys.executable, "-m", "citytwin", "demo", str(tmp_path / "demo.db"), "--port",
-             str(port), "--mqtt-port", str(mqtt_port), "--robot-speed", "20"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True,
-        )  # fmt: skip
+    demo, port, log = start_demo(tmp_path, "--robot-speed", "20")
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=url, trust_env=False) as api:
