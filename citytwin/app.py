@@ -79,10 +79,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await link.start()
         app.state.citytwin = AppState(broker, resolver, settings, feed, timeline, gateway)
         retention = asyncio.create_task(retain(store, settings.history_days))
+        polling = asyncio.create_task(feed.poll(store))
         try:
             yield
         finally:
             retention.cancel()
+            polling.cancel()
             await link.stop()
             await gateway.stop()
             await notifier.stop()

@@ -25,8 +25,12 @@ from citytwin.store.base import ChangeRecord, Query, Store
 HEARTBEAT = 15.0  # seconds between comments that keep proxies from closing an idle stream
 
 
+POLL = 0.2  # seconds between looks for changes committed by other worker processes
+
+
 class Feed:
-    """Wakes every stream when the store commits."""
+    """Wakes every stream when the store commits: this process's commits at once, other
+    workers' within POLL (their commits wake no one here)."""
 
     def __init__(self) -> None:
         self.listeners: set[asyncio.Event] = set()
@@ -34,6 +38,16 @@ class Feed:
     def notify(self) -> None:
         for event in self.listeners:
             event.set()
+
+    async def poll(self, store: Store) -> None:
+        last = await store.last_change()
+        while True:
+            await asyncio.sleep(POLL)
+            if self.listeners:
+                newest = await store.last_change()
+                if newest != last:
+                    last = newest
+                    self.notify()
 
 
 async def events(

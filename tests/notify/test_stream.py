@@ -77,3 +77,18 @@ async def test_stream_applies_id_pattern(servers: Servers) -> None:  # noqa: F81
             events = await asyncio.wait_for(read_events(response, 2), 10)
         assert [body["data"][0]["id"] for _, body in events] == [
             "urn:ngsi-ld:Sensor:1", "urn:ngsi-ld:Sensor:2"]  # fmt: skip
+
+
+async def test_stream_carries_changes_made_through_another_process(
+    servers: Servers,  # noqa: F811
+) -> None:
+    """Two servers on one file (as two workers are): a write through one reaches a stream
+    of the other well before the next keep-alive (15 s), which used to be the first wake-up."""
+    streaming, writing = await servers.start(), await servers.start()
+    root = streaming.removesuffix("/ngsi-ld/v1")
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+        async with client.stream("GET", root + STREAM, params={"type": "Sensor"}) as response:
+            await asyncio.sleep(0.3)
+            assert (await client.post(writing + "/entities", json=sensor(7, 12))).status_code == 201
+            [(_, body)] = await asyncio.wait_for(read_events(response, 1), 5)
+            assert body["data"][0]["id"] == "urn:ngsi-ld:Sensor:7"
