@@ -78,13 +78,33 @@ function follow() {
   live.onopen = () => { label.textContent = 'live'; };
   live.onerror = () => { label.textContent = 'reconnecting...'; };
   live.addEventListener('notification', (event) => {
+    const arrived = Date.now();
     for (const e of JSON.parse(event.data).data) {
       entities.set(e.id, { ...(entities.get(e.id) || {}), ...e });
-      refresh(e.type);
+      dirty.add(e.type);
       if (selected === e.id) render(entities.get(e.id));
+      if (lags) lags.push(arrived - changedAt(e));
     }
-    label.textContent = `live, ${new Date().toLocaleTimeString()}`;
+    if (!frame) frame = requestAnimationFrame(redraw);
   });
+}
+
+// changes arrive one by one (thousands a second in a big city): redraw once a frame
+const dirty = new Set();
+let frame = 0;
+function redraw() {
+  frame = 0;
+  for (const type of dirty) refresh(type);
+  dirty.clear();
+  document.getElementById('live').textContent = `live, ${new Date().toLocaleTimeString()}`;
+}
+
+// ?measure: keep the delay of every change (its newest observedAt to its arrival) for bench/
+const lags = new URLSearchParams(location.search).has('measure') ? [] : null;
+window.citytwinLags = lags;
+function changedAt(e) {
+  const times = Object.values(e).filter((a) => a && a.observedAt).map((a) => Date.parse(a.observedAt));
+  return times.length ? Math.max(...times) : Date.now();
 }
 
 function show(id) {

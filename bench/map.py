@@ -1,0 +1,124 @@
+"""Live map benchmark: how late do changes reach the browser when a big twin changes every second?
+
+    python -m bench.map [--entities 10000] [--seconds 20] [--workers 1]
+
+A citytwin server gets `--entities` AirQualityObserved entities around Shanghai; the map page runs
+in headless Chromium (Debian's, driven by Playwright) with `?measure`, which records for every
+change the delay from its observedAt (set by the writer when it sends the change) to its arrival
+in the page. A driver then updates every entity once a second through batch updates. Printed: the
+delay p50/p99, the changes sent and received, and the rate the driver achieved beside the rate
+asked (if the server cannot take the writes, the lag grows without bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.harness import citytwin
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+BATCH = 1000
+
+
+def station(n: int, rng: random.Random, index: int) -> dict[str, Any]:
+    lon, lat = rng.uniform(121.0, 121.9), rng.uniform(30.8, 31.5)
+    return {
+        "id": f"urn:ngsi-ld:AirQualityObserved:bench-{n}",
+        "type": "AirQualityObserved",
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}},
+        "airQualityIndex": {"type": "Property", "value": index, "observedAt": _now()},
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+async def create(http: httpx.AsyncClient, count: int) -> None:
+    rng = random.Random(7)
+    for first in range(0, count, BATCH):
+        body = [station(n, rng, 50) for n in range(first, min(first + BATCH, count))]
+        got = await http.post("/ngsi-ld/v1/entityOperations/upsert", json=body)
+        assert got.status_code in (201, 204), got.text
+
+
+async def drive(http: httpx.AsyncClient, count: int, seconds: int) -> tuple[int, float]:
+    """Update every entity once a second; (changes sent, seconds it took)."""
+    sent, start = 0, time.perf_counter()
+    for second in range(seconds):
+        tick = time.perf_counter()
+        for first in range(0, count, BATCH):
+            stamp = _now()
+            body = [
+                {"id": f"urn:ngsi-ld:AirQualityObserved:bench-{n}",
+                 "airQualityIndex": {"type": "Property", "value": (n + second) % 300,
+                                     "observedAt": stamp}}
+                for n in range(first, min(first + BATCH, count))
+            ]  # fmt: skip
+            got = await http.post("/ngsi-ld/v1/entityOperations/update", json=body)
+            assert got.status_code == 204, got.text
+            sent += len(body)
+        await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - tick)))
+    return sent, time.perf_counter() - start
+
+
+async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    async with httpx.AsyncClient(base_url=url, timeout=120, trust_env=False) as http:
+        print(f"creating {args.entities:,} entities...", flush=True)
+        await create(http, args.entities)
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            page = await browser.new_page(viewport={"width": 1280, "height": 800})
+            await page.goto(url + "/?measure")
+            await page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120000)
+            await page.wait_for_timeout(1000)
+            print(f"updating every entity once a second for {args.seconds} s...", flush=True)
+            sent, took = await drive(http, args.entities, args.seconds)
+            await page.wait_for_timeout(3000)  # the last changes' way to the page
+            lags = await page.evaluate("window.citytwinLags")
+            await browser.close()
+    return {"sent": sent, "took": took, "lags": lags}
+
+
+def pct(values: list[float], p: int) -> float:
+    return statistics.quantiles(values, n=100)[p - 1] if len(values) > 1 else values[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--entities", type=int, default=10_000)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        with citytwin(str(Path(tmp) / "map.db"), args.workers) as (url, _):
+            result = asyncio.run(measure(url, args))
+    lags, sent = result["lags"], result["sent"]
+    asked = args.entities * args.seconds / args.seconds
+    print(f"\ncitytwin live map benchmark: {args.entities:,} entities, each changed once a second"
+          f" for {args.seconds} s, {args.workers} worker(s), headless Chromium")  # fmt: skip
+    print(f"changes sent: {sent:,} at {sent / result['took']:,.0f}/s (asked: {asked:,.0f}/s)")
+    print(f"changes that reached the page: {len(lags):,} ({len(lags) / max(sent, 1):.1%})")
+    if lags:
+        print(
+            f"delay from the change to the page: p50 {pct(lags, 50):,.0f} ms,"
+            f" p99 {pct(lags, 99):,.0f} ms, max {max(lags):,.0f} ms (target: p99 < 1,000 ms)"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
