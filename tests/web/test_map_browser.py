@@ -47,7 +47,13 @@ async def test_click_a_robot_and_send_it_somewhere(tmp_path: Path) -> None:
                 moved = await _arrived(api)
                 where = moved["location"]["value"]["coordinates"]
                 assert where != start["location"]["value"]["coordinates"]
-                await _screenshot(page, Path(os.environ.get("CITYTWIN_ARTIFACTS", tmp_path)))
+                artifacts = Path(os.environ.get("CITYTWIN_ARTIFACTS", tmp_path))
+                await _screenshot(page, artifacts)
+                await page.set_viewport_size({"width": 390, "height": 844})  # a phone
+                await page.wait_for_timeout(500)
+                panel = await page.locator("#panel").bounding_box()
+                assert panel is not None and panel["y"] > 844 / 3 and panel["width"] >= 380
+                await page.screenshot(path=str(artifacts / "map-phone.png"))
                 await browser.close()
     finally:
         demo.send_signal(signal.SIGTERM)
