@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import multiprocessing
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.harness import citytwin, mosquitto
+from bench.harness import citytwin, mosquitto, pct
 from citytwin.mqtt.client import Ack, Endpoint, MqttClient
 from citytwin.mqtt.codec import Message
 
@@ -254,10 +253,6 @@ def sqlite_ceiling(messages: int, devices: int) -> float:
         elapsed = time.perf_counter() - start
         conn.close()
     return messages / elapsed
-
-
-def pct(values: list[float], p: int) -> float:
-    return statistics.quantiles(values, n=100)[p - 1] if len(values) > 1 else values[0]
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+
+def pct(values: list[float], p: int) -> float:
+    """The p-th percentile."""
+    return statistics.quantiles(values, n=100)[p - 1] if len(values) > 1 else values[0]
 
 
 def free_port() -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import citytwin
+from bench.harness import citytwin, pct
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
@@ -92,10 +91,6 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
             lags = await page.evaluate("window.citytwinLags")
             await browser.close()
     return {"sent": sent, "took": took, "lags": lags}
-
-
-def pct(values: list[float], p: int) -> float:
-    return statistics.quantiles(values, n=100)[p - 1] if len(values) > 1 else values[0]
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import citytwin
+from bench.harness import citytwin, pct
 
 TYPES = [f"CityObject{n}" for n in range(10)]
 WEST, SOUTH, EAST, NORTH = 121.30, 31.10, 121.65, 31.35
@@ -127,10 +126,6 @@ def sqlite_latencies(db: str, make: Callable[[], dict[str, str]], samples: int) 
             out.append((time.perf_counter() - start) * 1000)
     conn.close()
     return out
-
-
-def pct(values: list[float], p: float) -> float:
-    return statistics.quantiles(values, n=100)[int(p) - 1] if len(values) > 1 else values[0]
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ import asyncio
 import os
 import random
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import citytwin
+from bench.harness import citytwin, pct
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 CHUNK = 1000  # instances a request
@@ -199,10 +198,6 @@ def on_disk(db: str, instances: int) -> float:
     conn.close()
     size = sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
     return size / instances
-
-
-def pct(values: list[float], p: int) -> float:
-    return statistics.quantiles(values, n=100)[p - 1] if len(values) > 1 else values[0]
 
 
 def main() -> None:

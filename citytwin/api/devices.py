@@ -97,7 +97,7 @@ async def create_groups(request: Request) -> Response:
     items = [(tenant, k, g) for k, g in zip(keys, groups, strict=True)]
     if not await gateway.broker.store.provision(GROUP, items, create=True):
         raise p.duplicate("DUPLICATE_GROUP", "a group with this resource and apikey exists")
-    await _reload(gateway)
+    await gateway.registry.load()
     return Response(status_code=201)
 
 
@@ -126,7 +126,7 @@ async def update_group(request: Request) -> Response:
     gateway = _gateway(request)
     gateway.twin_of(tenant, key.split("\x1f")[0], p.parse_device({"device_id": "check"}), new)
     await gateway.broker.store.provision(GROUP, [(tenant, key, new)], create=False)
-    await _reload(gateway)
+    await gateway.registry.load()
     return Response(status_code=204)
 
 
@@ -134,13 +134,8 @@ async def delete_group(request: Request) -> Response:
     tenant, key, _ = await _group(request)
     gateway = _gateway(request)
     await gateway.broker.store.unprovision(GROUP, tenant, [key])
-    await _reload(gateway)
+    await gateway.registry.load()
     return Response(status_code=204)
-
-
-async def _reload(gateway: Gateway) -> None:
-    await gateway.registry.refresh()
-    gateway.blanks.clear()
 
 
 # -- devices -------------------------------------------------------------------------------------
@@ -192,7 +187,7 @@ async def delete_device(request: Request) -> Response:
     tenant, _, key, _ = await _device(request)
     gateway = _gateway(request)
     await gateway.broker.store.unprovision(DEVICE, tenant, [key])
-    await _reload(gateway)
+    await gateway.registry.load()
     return Response(status_code=204)
 
 

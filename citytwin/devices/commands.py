@@ -31,6 +31,7 @@ from citytwin.store.base import ChangeRecord
 
 log = logging.getLogger("citytwin.devices")
 CURSOR = "commands"
+SAVE_EVERY = 1.0  # seconds between cursor saves when no command was issued
 POLL = 0.01  # seconds between looks at the change log (commits by other workers wake no one)
 PENDING, DELIVERED, OK, ERROR, EXPIRED = "PENDING", "DELIVERED", "OK", "ERROR", "EXPIRED"
 Key = tuple[str, str, str]  # tenant, entity id, command
@@ -64,6 +65,8 @@ class Commands:
         self.timeout = timeout
         self.pending: dict[Key, float] = {}  # -> deadline (time.time())
         self.seq = 0
+        self.saved_at = 0.0  # time.monotonic() of the last cursor save
+        self.needles: tuple[int, list[str]] = (-2, [])  # (registry version, names)
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.http: httpx.AsyncClient | None = None
@@ -93,32 +96,50 @@ class Commands:
             timer.cancel()
             self.wake.clear()
             try:
-                last = await store.last_change()
-                if last > self.seq:
-                    await self.registry.refresh()  # devices provisioned by other workers
-                    needles = self._needles()
-                    if needles:
-                        for change in await store.changes_touching(self.seq, last, needles):
-                            await self._seen(change)
-                    self.seq = last
-                    await store.set_cursor(CURSOR, last)
+                await self._pass(store)
             except Exception:
                 log.exception("reading commands from the change log failed")
                 await asyncio.sleep(1)
 
-    def _needles(self) -> list[str]:
-        names = {n for p in self.registry.commanded() for n in p.commands}
-        return [f'"{expand_name(n, self.ctx)}"' for n in sorted(names)]
+    async def _pass(self, store: Any) -> None:
+        """Commands written since the cursor. The cursor is saved at once after a command was
+        issued, else at most every SAVE_EVERY seconds (measurements move it on every commit,
+        and a write per commit for it would double the transactions)."""
+        last = await store.last_change()
+        if last <= self.seq:
+            return
+        await self.registry.refresh()  # devices provisioned by other workers
+        issued = False
+        needles = self._needles()
+        if needles:
+            for change in await store.changes_touching(self.seq, last, needles):
+                issued |= await self._seen(change)
+        self.seq = last
+        moment = time.monotonic()
+        if issued or moment - self.saved_at >= SAVE_EVERY:
+            self.saved_at = moment
+            await store.set_cursor(CURSOR, last)
 
-    async def _seen(self, change: ChangeRecord) -> None:
+    def _needles(self) -> list[str]:
+        """The written-attribute names that can be commands (recomputed when the provisioning
+        changes, not on every pass)."""
+        if self.needles[0] != self.registry.version:
+            names = {n for p in self.registry.commanded() for n in p.commands}
+            iris = [f'"{expand_name(n, self.ctx)}"' for n in sorted(names)]
+            self.needles = (self.registry.version, iris)
+        return self.needles[1]
+
+    async def _seen(self, change: ChangeRecord) -> bool:
         device = self.registry.by_entity(change.tenant, change.entity_id)
         if device is None or change.before is None or change.after is None:
-            return  # not a device, or its twin was just created
+            return False  # not a device, or its twin was just created
+        issued = False
         for name in device.commands:
-            iri = expand_name(name, self.ctx)
-            written = _written(change, iri)
+            written = _written(change, expand_name(name, self.ctx))
             if written is not None:
                 await self.issue(device, name, written.get("value"), change.at)
+                issued = True
+        return issued
 
     # -- the command's life ----------------------------------------------------------------------
 

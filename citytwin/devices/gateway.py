@@ -69,7 +69,8 @@ class Gateway:
         self.publish: Callable[[str, bytes], Any] | None = None  # set when MQTT is linked
         self.mqtt: MqttClient | None = None
         self.logged: set[str] = set()
-        self.blanks: dict[tuple[str, str], Entity] = {}
+        self.blanks: dict[tuple[str, str], Entity] = {}  # twins to create, by entity
+        self.blanks_of = -1  # the registry version they were made for
         self.slow: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -139,6 +140,8 @@ class Gateway:
         return out
 
     def _blank(self, device: Profile) -> Entity:
+        if self.blanks_of != self.registry.version:  # provisioning changed (any worker's)
+            self.blanks, self.blanks_of = {}, self.registry.version
         key = (device.tenant, device.entity_id)
         blank = self.blanks.get(key)
         if blank is None:
@@ -233,7 +236,6 @@ class Gateway:
         items = [(tenant, device_key(path, d["device_id"]), d) for d in devices]
         created = await self.broker.store.provision(DEVICE, items, create=True)
         await self.registry.load()
-        self.blanks.clear()
         return created
 
     async def reprovision(self, tenant: str, path: str, key: str, doc: dict[str, Any]) -> None:
@@ -241,7 +243,6 @@ class Gateway:
         await self.broker.adopt(tenant, [self.twin_of(tenant, path, doc)])
         await self.broker.store.provision(DEVICE, [(tenant, key, doc)], create=False)
         await self.registry.load()
-        self.blanks.clear()
 
     def twin_of(
         self, tenant: str, path: str, device: dict[str, Any], group: dict[str, Any] | None = None

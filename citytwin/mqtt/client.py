@@ -11,7 +11,6 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 from citytwin.mqtt.codec import (
     CONNACK,
@@ -24,7 +23,6 @@ from citytwin.mqtt.codec import (
     PUBREL,
     SUBACK,
     Connect,
-    Framer,
     Message,
     ProtocolError,
     decode_mid,
@@ -34,6 +32,7 @@ from citytwin.mqtt.codec import (
     encode_publish,
     encode_subscribe,
 )
+from citytwin.mqtt.peer import Peer
 
 log = logging.getLogger("citytwin.mqtt")
 CONNECT_TIMEOUT = 10.0
@@ -48,13 +47,12 @@ class Endpoint:
     password: str | None = None
 
 
-class _Link(asyncio.Protocol):
+class _Link(Peer):
     """One TCP connection to the broker."""
 
     def __init__(self, client: MqttClient) -> None:
+        super().__init__()
         self.client = client
-        self.framer = Framer()
-        self.transport: asyncio.Transport | None = None
         loop = asyncio.get_running_loop()
         self.connack: asyncio.Future[int] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
@@ -62,16 +60,11 @@ class _Link(asyncio.Protocol):
         self.writable.set()
         self.pong = True
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+    def packet(self, kind: int, flags: int, body: bytes) -> None:
+        self.client._packet(self, kind, flags, body)
 
-    def data_received(self, data: bytes) -> None:
-        try:
-            for kind, flags, body in self.framer.feed(data):
-                self.client._packet(self, kind, flags, body)
-        except ProtocolError as exc:
-            log.warning("MQTT broker broke the protocol: %s", exc)
-            self.close()
+    def name(self) -> str:
+        return f"broker {self.client.endpoint.host}:{self.client.endpoint.port}"
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.writable.set()
@@ -83,14 +76,6 @@ class _Link(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writable.set()
-
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
 
 
 Ack = Callable[[], None]

@@ -16,7 +16,6 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import cast
 
 from citytwin.mqtt.codec import (
     CONNECT,
@@ -31,7 +30,6 @@ from citytwin.mqtt.codec import (
     SUBSCRIBE,
     UNSUBACK,
     UNSUBSCRIBE,
-    Framer,
     Message,
     ProtocolError,
     decode_connect,
@@ -47,6 +45,7 @@ from citytwin.mqtt.codec import (
     valid_filter,
     valid_topic,
 )
+from citytwin.mqtt.peer import Peer
 
 log = logging.getLogger("citytwin.mqtt")
 CONNECT_WAIT = 10.0  # seconds a new connection has to send CONNECT
@@ -64,11 +63,10 @@ class Session:
     conn: _Conn | None = None
 
 
-class _Conn(asyncio.Protocol):
+class _Conn(Peer):
     def __init__(self, server: MqttServer) -> None:
+        super().__init__(server.max_packet)
         self.server = server
-        self.framer = Framer(server.max_packet)
-        self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         self.will: Message | None = None
         self.keepalive = 0
@@ -77,17 +75,12 @@ class _Conn(asyncio.Protocol):
         self.qos2: set[int] = set()  # QoS 2 ids received, PUBREL not yet
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        super().connection_made(transport)
         self.server.conns.add(self)
 
     def data_received(self, data: bytes) -> None:
         self.seen = time.monotonic()
-        try:
-            for kind, flags, body in self.framer.feed(data):
-                self._packet(kind, flags, body)
-        except ProtocolError as exc:
-            log.info("MQTT client %s broke the protocol: %s", self._name(), exc)
-            self.close()
+        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.conns.discard(self)
@@ -109,18 +102,10 @@ class _Conn(asyncio.Protocol):
         if self.session is not None:
             self.server.drain(self.session)
 
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-    def _name(self) -> str:
+    def name(self) -> str:
         return self.session.client_id if self.session else "(connecting)"
 
-    def _packet(self, kind: int, flags: int, body: bytes) -> None:
+    def packet(self, kind: int, flags: int, body: bytes) -> None:
         if self.session is None:
             if kind != CONNECT:
                 raise ProtocolError("the first packet must be CONNECT")  # 3.1

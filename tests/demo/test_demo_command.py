@@ -36,7 +36,7 @@ async def test_demo_serves_a_living_city(tmp_path: Path) -> None:
     proc, port, log = start_demo(tmp_path)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", trust_env=False) as web:
-            robot = await _reported(web, log)
+            robot = await reported(web, log, options="keyValues")
         assert robot["state"] in ("idle", "moving", "greeting", "charging")
         assert robot["location"]["type"] == "Point"
         places = (await _get(port, "PointOfInterest")).json()
@@ -55,12 +55,11 @@ async def test_demo_serves_a_living_city(tmp_path: Path) -> None:
     assert leftover == ""
 
 
-async def _reported(web: httpx.AsyncClient, log: Path) -> dict:
-    """The first guide robot, once its simulated device has reported."""
+async def reported(web: httpx.AsyncClient, log: Path, **params: str) -> dict:
+    """The first guide robot, once its simulated device has reported its location."""
     for _ in range(300):
         try:
-            got = await web.get(f"{NGSI}/entities/urn:ngsi-ld:Robot:sstm-guide-1",
-                                params={"options": "keyValues"})  # fmt: skip
+            got = await web.get(f"{NGSI}/entities/urn:ngsi-ld:Robot:sstm-guide-1", params=params)
             if got.status_code == 200 and "location" in got.json():
                 return got.json()
         except httpx.TransportError:

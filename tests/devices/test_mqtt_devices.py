@@ -20,7 +20,15 @@ import pytest
 
 from citytwin.app import create_app
 from citytwin.settings import Settings
-from tests.devices.test_provisioning import NGSI, ROBOT, SERVICE, TENANT, group, robot
+from tests.devices.test_provisioning import (
+    NGSI,
+    ROBOT,
+    SERVICE,
+    TENANT,
+    group,
+    robot,
+    until,
+)
 from tests.mosquitto import mosquitto
 
 APIKEY = "museum-key"
@@ -115,23 +123,6 @@ async def provision(iot: httpx.AsyncClient) -> None:
     mqtt_robot["devices"][0]["commands"].append({"name": "goTo"})
     assert (await iot.post("/iot/services", json=group(), headers=SERVICE)).status_code == 201
     assert (await iot.post("/iot/devices", json=mqtt_robot, headers=SERVICE)).status_code == 201
-
-
-async def twin(iot: httpx.AsyncClient, entity_id: str = ROBOT) -> dict[str, Any]:
-    got = await iot.get(f"{NGSI}/entities/{entity_id}", headers=TENANT)
-    assert got.status_code == 200, got.text
-    return got.json()
-
-
-async def until(iot: httpx.AsyncClient, attr: str, value: Any, timeout: float = 10) -> dict:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        body = await twin(iot)
-        if body.get(attr, {}).get("value") == value:
-            return body
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{attr} is {body.get(attr)}, not {value!r}")
-        await asyncio.sleep(0.05)
 
 
 async def command(iot: httpx.AsyncClient, name: str, value: Any) -> None:
@@ -253,8 +244,9 @@ async def test_citytwin_serve_with_two_workers_links_a_device(broker: str, tmp_p
             await _linked(iot)
             await provision(iot)
             with device(port) as d:
-                for n in range(200):
-                    await d.measure({"n": n, "b": 64})
+                for n in range(200):  # two workers take them in any order: the device's
+                    at = f"2026-11-30T08:00:{n // 4:02d}.{n % 4 * 25:02d}Z"  # times order them
+                    await d.measure({"n": n, "b": 64, "TimeInstant": at})
                 await until(iot, "visitors", 199)
                 params = {"attrs": "visitors", "options": "temporalValues", "lastN": "500"}
                 got = await iot.get(f"{NGSI}/temporal/entities/{ROBOT}", params=params,

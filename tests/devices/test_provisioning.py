@@ -283,7 +283,7 @@ async def test_polling_http_device_gets_and_answers_commands(iot: httpx.AsyncCli
     assert again.json() == {}
 
 
-async def until(iot: httpx.AsyncClient, attr: str, value: Any, timeout: float = 5) -> dict:
+async def until(iot: httpx.AsyncClient, attr: str, value: Any, timeout: float = 10) -> dict:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         body = await twin(iot)

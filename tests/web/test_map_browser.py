@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.demo.test_demo_command import start_demo
+from tests.demo.test_demo_command import reported, start_demo
 from tests.web.test_map_routes import needs_npm, npm_assets  # noqa: F401
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -31,7 +31,7 @@ async def test_click_a_robot_and_send_it_somewhere(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=url, trust_env=False) as api:
-            start = await _robot(api, log)
+            start = await reported(api, log)
             async with playwright.async_playwright() as p:
                 browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
                 page = await browser.new_page(viewport={"width": 1280, "height": 800})
@@ -77,18 +77,6 @@ async def _screenshot(page: Any, folder: Path) -> None:
     await page.evaluate("window.citytwinMap.jumpTo({center: [121.50, 31.17], zoom: 9.3})")
     await page.wait_for_timeout(1000)
     await page.screenshot(path=str(folder / "map.png"))
-
-
-async def _robot(api: httpx.AsyncClient, log: Path) -> dict:
-    for _ in range(300):
-        try:
-            got = await api.get(f"/ngsi-ld/v1/entities/{ROBOT}")
-            if got.status_code == 200 and "location" in got.json():
-                return got.json()
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the demo's robot never reported:\n{log.read_text()}")
 
 
 async def _arrived(api: httpx.AsyncClient) -> dict:
