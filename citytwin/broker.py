@@ -160,7 +160,7 @@ class Broker:
         return await self.write(
             tenant,
             entity_id,
-            _outcome(lambda e: update.append_attrs(e, fragment, stamp, no_overwrite)),
+            _outcome(lambda e: update.append_attrs(e, fragment, stamp, no_overwrite), fragment),
         )
 
     async def update_attrs(
@@ -170,7 +170,9 @@ class Broker:
         fragment = _parse_fragment(entity_id, body, ctx)
         stamp = now()
         return await self.write(
-            tenant, entity_id, _outcome(lambda e: update.update_attrs(e, fragment, stamp))
+            tenant,
+            entity_id,
+            _outcome(lambda e: update.update_attrs(e, fragment, stamp), fragment),
         )
 
     async def _attribute(
@@ -284,12 +286,14 @@ class Broker:
             except NgsiError as exc:
                 result.errors.append((_id_of(body), exc))
         outcomes = await self.store.mutate(tenant, ops) if ops else []
+        seen: set[str] = set()
         for (entity_id, _), outcome in zip(ops, outcomes, strict=True):
             if isinstance(outcome, NgsiError):  # raised (nothing written) or partly applied
                 result.errors.append((entity_id, outcome))
             elif isinstance(outcome, Exception):
                 raise outcome
-            elif entity_id not in result.success:
+            elif entity_id not in seen:
+                seen.add(entity_id)
                 result.success.append(entity_id)
                 if outcome == "created":
                     result.created.append(entity_id)
@@ -380,12 +384,29 @@ def _existing(fn: Callable[[Entity], Change]) -> MutateFn:
     return guarded
 
 
-def _outcome(fn: Callable[[Entity], update.Outcome]) -> MutateFn:
+def _outcome(fn: Callable[[Entity], update.Outcome], fragment: Entity) -> MutateFn:
     def run(entity: Entity) -> Change:
         outcome = fn(entity)
         return Change(outcome.entity, outcome, write=outcome.changed)
 
-    return _existing(run)
+    return _existing(_only(fragment, run))
+
+
+def _only(fragment: Entity, fn: Callable[[Entity], Change]) -> Callable[[Entity], Change]:
+    """A write of a fragment's attributes: when it changes neither types nor scope, the change
+    names the attributes and how they were, so that the store logs and works out the history
+    of those alone (not of the whole entity)."""
+
+    def run(current: Entity) -> Change:
+        names = list(fragment["attrs"])
+        was = {n: list(current["attrs"][n]) for n in names if n in current["attrs"]}
+        types = list(current["type"])
+        change = fn(current)
+        if "scope" not in fragment and change.entity and change.entity["type"] == types:
+            change.touched = (names, was)
+        return change
+
+    return run
 
 
 def _measured(
@@ -451,7 +472,7 @@ def _batch_update(body: Any, ctx: Context, stamp: str, options: frozenset[str]) 
             return Change(outcome.entity, _not_updated(outcome))
         return Change(outcome.entity, "updated")
 
-    return entity["id"], _existing(fn)
+    return entity["id"], _existing(_only(entity, fn))
 
 
 def _not_updated(outcome: update.Outcome) -> NgsiError:

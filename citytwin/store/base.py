@@ -168,7 +168,12 @@ class Store(Protocol):
         """Call back (thread-safely) after each commit: new changes may be in the log."""
         ...
 
-    async def changes_since(self, seq: int, limit: int = 1000) -> list[ChangeRecord]: ...
+    async def changes_since(
+        self, seq: int, limit: int = 1000, before: bool = True
+    ) -> list[ChangeRecord]:
+        """The next changes after `seq`; `before=False` leaves out the state before a write
+        (kept only for deletions), for readers that need only the new state."""
+        ...
 
     async def changes_touching(self, seq: int, upto: int, needles: list[str]) -> list[ChangeRecord]:
         """Changes in (seq, upto] whose written attributes may hold one of the needles (a

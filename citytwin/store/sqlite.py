@@ -376,7 +376,13 @@ class _Batch:
         at = entity["modifiedAt"]
         kept = self.history.setdefault(entity_id, {})
         if change.history is None:
-            before = shape(orjson.loads(raw)) if raw is not None else None
+            if change.touched is not None:  # only these attributes changed
+                names, was = change.touched
+                before = shape({"attrs": was})
+                attrs = entity["attrs"]
+                entity = {"attrs": {n: attrs[n] for n in names if n in attrs}, "modifiedAt": at}
+            else:
+                before = shape(orjson.loads(raw)) if raw is not None else None
             for r in derive(self.tenant, entity_id, before, entity, at):
                 kept[(r.attr, r.instance.get("datasetId"))] = r
             return

@@ -46,9 +46,12 @@ def record(conn: sqlite3.Connection, rows: list[Row]) -> None:
     )
 
 
-def since(conn: sqlite3.Connection, seq: int, limit: int) -> list[ChangeRecord]:
+def since(
+    conn: sqlite3.Connection, seq: int, limit: int, before: bool = True
+) -> list[ChangeRecord]:
+    was = "before" if before else "CASE WHEN after IS NULL THEN before END"
     rows = conn.execute(
-        "SELECT seq, tenant, id, attrs, before, after, at FROM changes WHERE seq > ?"
+        f"SELECT seq, tenant, id, attrs, {was}, after, at FROM changes WHERE seq > ?"
         " ORDER BY seq LIMIT ?",
         (seq, limit),
     ).fetchall()
@@ -116,8 +119,10 @@ class LogMixin:
     reader: sqlite3.Connection
     _write: Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 
-    async def changes_since(self, seq: int, limit: int = 1000) -> list[ChangeRecord]:
-        return since(self.reader, seq, limit)
+    async def changes_since(
+        self, seq: int, limit: int = 1000, before: bool = True
+    ) -> list[ChangeRecord]:
+        return since(self.reader, seq, limit, before)
 
     async def changes_touching(self, seq: int, upto: int, needles: list[str]) -> list[ChangeRecord]:
         return touching(self.reader, seq, upto, needles)
