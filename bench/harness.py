@@ -53,10 +53,14 @@ def process(args: list[str], ready_url: str, env: dict[str, str] | None = None) 
 
 
 @contextlib.contextmanager
-def citytwin(db: str, workers: int, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+def citytwin(
+    db: str, workers: int, env: dict[str, str] | None = None, cpus: set[int] | None = None
+) -> Iterator[tuple[str, int]]:
+    """A citytwin server on a free port (`cpus`: the cores it may run on, all if None)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    args = [sys.executable, "-m", "citytwin", "serve", db, "--port", str(port)]
+    pin = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
+    args = [*pin, sys.executable, "-m", "citytwin", "serve", db, "--port", str(port)]
     env = {"CITYTWIN_MAX_BODY_BYTES": str(16 * 1024 * 1024), "CITYTWIN_MQTT": "off", **(env or {})}
     with process(
         [*args, "--workers", str(workers)], url + "/ngsi-ld/v1/jsonldContexts", env

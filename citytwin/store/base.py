@@ -39,8 +39,9 @@ class Change:
 
     `history`: what the write adds to the entity's history; None lets the store work it out
     (every instance the write touched, a tombstone for every one it removed).
-    `touched`: the write changed only these attributes, and this is how they were (by name);
-    the change log then records only them as before, as a single-attribute write does.
+    `touched`: the write changed only these attributes (not the types, not the scope), and
+    this is how they were (by name); the change log then records only them as before, as a
+    single-attribute write does, and the store derives the history and index of those alone.
     """
 
     entity: Entity | None

@@ -33,7 +33,7 @@ from citytwin.store.base import (
 from citytwin.store.sql import attr_path
 from citytwin.store.sqlite_changes import LogMixin, Row, record
 from citytwin.store.sqlite_devices import DevicesMixin
-from citytwin.store.sqlite_index import IndexKey, index_key, migrate, reindex, reindex_attribute
+from citytwin.store.sqlite_index import index_key, migrate, reindex, reindex_attribute
 from citytwin.store.sqlite_query import entity_matches, matching_ids, register, run_query
 from citytwin.store.sqlite_timeline import TimelineMixin
 
@@ -41,8 +41,12 @@ GROUP_MAX = 1000
 Job = Callable[[sqlite3.Connection], Any]
 
 
-def connect(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+def connect(
+    path: str, synchronous: str = "NORMAL", factory: type[sqlite3.Connection] = sqlite3.Connection
+) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=30, factory=factory
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
@@ -62,7 +66,7 @@ class _Writer(threading.Thread):
     would sleep and poll.
     """
 
-    def __init__(self, conn: sqlite3.Connection, lock_path: str) -> None:
+    def __init__(self, conn: history.WriterConnection, lock_path: str) -> None:
         super().__init__(name="citytwin-sqlite-writer", daemon=True)
         self.conn = conn
         self.after_commit: list[Callable[[], None]] = []
@@ -93,7 +97,9 @@ class _Writer(threading.Thread):
             self.conn.execute("BEGIN IMMEDIATE")
             results = [self._savepoint(job) for job, _ in group]
             self.conn.execute("COMMIT")
+            self.conn.series.committed()
         except Exception as exc:  # the commit itself failed: nothing of the group was written
+            self.conn.series.rolled_back()
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             results = [(False, exc)] * len(group)
@@ -109,6 +115,7 @@ class _Writer(threading.Thread):
         try:
             value = job(self.conn)
         except Exception as exc:
+            self.conn.series.rolled_back()
             self.conn.execute("ROLLBACK TO job")
             self.conn.execute("RELEASE job")
             return False, exc
@@ -136,8 +143,9 @@ class SqliteStore(LogMixin, TimelineMixin, DevicesMixin):
         self._leases: dict[str, Any] = {}
 
     async def open(self) -> None:
-        conn = connect(self.path, self.synchronous)
+        conn = connect(self.path, self.synchronous, history.WriterConnection)
         migrate(conn)
+        assert isinstance(conn, history.WriterConnection)
         self._writer = _Writer(conn, self.path + ".lock")
         self._writer.start()
         self._reader = connect(self.path, self.synchronous)
@@ -301,6 +309,20 @@ def _text(raw: bytes | None) -> str | None:
     return raw.decode() if raw is not None else None
 
 
+def _may_reindex(change: Change) -> bool:
+    """Can the write have changed the entity's index rows (types, geometries)? Not if it
+    touched only attributes that were and are no GeoProperty (it then says it kept the types)."""
+    if change.touched is None or change.entity is None:
+        return True
+    names, was = change.touched
+    attrs = change.entity["attrs"]
+    return any(_has_geo(was.get(n)) or _has_geo(attrs.get(n)) for n in names)
+
+
+def _parsed(raw: bytes | None) -> Entity | None:
+    return orjson.loads(raw) if raw is not None else None
+
+
 def _has_geo(instances: list[Entity] | None) -> bool:
     return any(i.get("type") == "GeoProperty" for i in instances or ())
 
@@ -322,7 +344,7 @@ class _Batch:
         self.existed: dict[str, bool] = {}
         self.final: dict[str, Entity | None] = {}
         self.touched: dict[str, tuple[list[str], dict[str, Any]] | None] = {}
-        self.indexed: dict[str, IndexKey | None] = {}  # as each entity was first indexed
+        self.suspect: set[str] = set()  # entities whose index rows a write may have changed
 
     def run(self, ops: Sequence[tuple[str, MutateFn]]) -> list[Any]:
         self._load(list(dict.fromkeys(i for i, _ in ops)))
@@ -347,8 +369,6 @@ class _Batch:
     def _apply(self, entity_id: str, fn: MutateFn) -> Any:
         raw = self.docs[entity_id]
         current = orjson.loads(raw) if raw is not None else None
-        if entity_id not in self.indexed:
-            self.indexed[entity_id] = index_key(current)
         try:
             change = fn(current)
             entity = change.entity
@@ -358,6 +378,8 @@ class _Batch:
         if change.write:
             self.docs[entity_id] = doc
             self.final[entity_id] = entity
+            if _may_reindex(change):
+                self.suspect.add(entity_id)
             self._remember(entity_id, raw, change)
             self._touch(entity_id, change.touched)
         return change.result
@@ -439,7 +461,12 @@ class _Batch:
             inserts,
         )
         new = frozenset(i for i in self.final if not self.existed[i])
-        changed = {i: e for i, e in self.final.items() if index_key(e) != self.indexed[i]}
+        changed = {
+            i: e
+            for i, e in self.final.items()
+            if (i in self.suspect or not self.existed[i])
+            and index_key(e) != index_key(_parsed(self.original[i]))
+        }
         reindex(self.conn, self.tenant, changed, new)
         record(self.conn, list(self._changes()))
         history.forget(self.conn, self.tenant, self.deleted)

@@ -73,11 +73,63 @@ def _attr_range(tenant: str, entity: str, attr: str) -> tuple[str, str]:
     return low, low[:-1] + "\x20"
 
 
+class SeriesIds:
+    """The sids a writer has seen committed: a series row is never deleted, so they stay right
+    whatever other processes write. Those found or made in the open transaction wait in
+    `pending` until it commits (and are dropped if it does not)."""
+
+    LIMIT = 1_000_000  # then start again: a cache, not a copy of the table
+
+    def __init__(self) -> None:
+        self.known: dict[str, int] = {}
+        self.pending: dict[str, int] = {}
+
+    def get(self, key: str) -> int | None:
+        return self.known.get(key) or self.pending.get(key)
+
+    def committed(self) -> None:
+        if len(self.known) > self.LIMIT:
+            self.known.clear()
+        self.known.update(self.pending)
+        self.pending.clear()
+
+    def rolled_back(self) -> None:
+        self.pending.clear()
+
+
+class WriterConnection(sqlite3.Connection):
+    """The writer's connection, with the sids it has seen."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.series = SeriesIds()
+
+
 def sids(conn: sqlite3.Connection, wanted: dict[SeriesKey, bool]) -> dict[SeriesKey, int]:
-    """The sid of each series (created when new): one query finds the known ones, the others
-    get the next sids (the writer holds the write lock) with one statement; `wanted` says
-    whether each gets only numeric values: a series given another value stops being numeric."""
-    keys = {k: _key(*k) for k in wanted}
+    """The sid of each series (created when new): the writer's cache answers for series it has
+    seen; one query finds the other known ones, the rest get the next sids (the writer holds
+    the write lock) with one statement. `wanted` says whether each gets only numeric values: a
+    series given another value stops being numeric (so those are always looked up)."""
+    cache = conn.series if isinstance(conn, WriterConnection) else None
+    out: dict[SeriesKey, int] = {}
+    keys: dict[SeriesKey, str] = {}
+    for k, numeric in wanted.items():
+        key = _key(*k)
+        sid = cache.get(key) if cache is not None and numeric else None
+        if sid is None:
+            keys[k] = key
+        else:
+            out[k] = sid
+    if keys:
+        out.update(_look_up(conn, keys, wanted))
+        if cache is not None:
+            cache.pending.update((key, out[k]) for k, key in keys.items())
+    return out
+
+
+def _look_up(
+    conn: sqlite3.Connection, keys: dict[SeriesKey, str], wanted: dict[SeriesKey, bool]
+) -> dict[SeriesKey, int]:
     if len(keys) == 1:  # the commonest write: one attribute
         rows = conn.execute(
             "SELECT key, sid, numeric FROM series WHERE key = ?", (*keys.values(),)

@@ -8,6 +8,7 @@ const CHARTED = ['pm25', 'airQualityIndex', 'batteryLevel', 'no2', 'o3', 'temper
 const EXHIBITS = ['Spectrum of Life', 'Earth Exploration', 'Light of Wisdom', 'Robot World',
   'Space Navigation', 'Information Era', 'entrance'];
 const entities = new Map();  // id -> normalized entity
+const counts = new Map();  // type -> points on its layer
 let selected = null;
 
 const map = new maplibregl.Map({
@@ -41,6 +42,7 @@ function refresh(type) {
   const source = map.getSource(type);
   if (!source) return;
   const features = [...entities.values()].filter((e) => e.type === type && point(e)).map(feature);
+  counts.set(type, features.length);
   source.setData({ type: 'FeatureCollection', features });
 }
 
@@ -62,8 +64,11 @@ const PAINT = {
 };
 
 async function load(type) {
-  const got = await fetch(`${API}/entities?type=${type}&limit=1000`);
-  for (const e of await got.json()) entities.set(e.id, e);
+  for (let offset = 0; ; offset += 1000) {  // a page at a time: a big city has many thousands
+    const got = await (await fetch(`${API}/entities?type=${type}&limit=1000&offset=${offset}`)).json();
+    for (const e of got) entities.set(e.id, e);
+    if (got.length < 1000) break;
+  }
   map.addSource(type, { type: 'geojson', data: { type: 'FeatureCollection', features: [] } });
   map.addLayer({ id: type, type: 'circle', source: type, paint: PAINT[type] });
   map.on('click', type, (ev) => show(ev.features[0].properties.id));
@@ -89,13 +94,22 @@ function follow() {
   });
 }
 
-// changes arrive one by one (thousands a second in a big city): redraw once a frame
+// changes arrive by the thousand a second in a big city: redraw a layer at most once a frame,
+// and a big one (each redraw re-tiles all its points) at most every BIG_EVERY ms
+const BIG = 2000, BIG_EVERY = 250;
 const dirty = new Set();
+const drawn = new Map();  // type -> when last redrawn
 let frame = 0;
-function redraw() {
+function redraw(now) {
   frame = 0;
-  for (const type of dirty) refresh(type);
-  dirty.clear();
+  for (const type of [...dirty]) {
+    const big = (counts.get(type) || 0) > BIG;
+    if (big && now - (drawn.get(type) || 0) < BIG_EVERY) continue;
+    refresh(type);
+    drawn.set(type, now);
+    dirty.delete(type);
+  }
+  if (dirty.size) frame = requestAnimationFrame(redraw);
   document.getElementById('live').textContent = `live, ${new Date().toLocaleTimeString()}`;
 }
 

@@ -89,3 +89,53 @@ async def test_purge_by_type_and_drop(client: httpx.AsyncClient) -> None:
     assert (await client.delete("/entities")).status_code == 400
     assert (await client.delete("/entities?local=true")).status_code == 204
     assert await ids(client) == []
+
+
+def _place(lon: float) -> dict[str, object]:
+    return {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, 31.2]}}
+
+
+async def near(client: httpx.AsyncClient, lon: float, kind: str = "Building") -> list[str]:
+    got = await client.get(
+        "/entities",
+        params={
+            "type": kind,
+            "georel": "near;maxDistance==2000",
+            "geometry": "Point",
+            "coordinates": f"[{lon},31.2]",
+        },  # fmt: skip
+    )
+    assert got.status_code == 200, got.text
+    return sorted(e["id"] for e in got.json())
+
+
+async def test_attribute_writes_keep_indexes_and_history(client: httpx.AsyncClient) -> None:
+    """Batch update, append and update name the attributes they touch, so the store reindexes
+    and derives history from those alone: a moved location is found at its new place, a new
+    type by that type, a value write leaves both indexes as they were, and an entity written
+    twice in one batch gets the last write of each attribute (they share their instant) and a
+    tombstone for what the second deleted."""
+    placed = [building(A, location=_place(121.0)), building(B, location=_place(121.5))]
+    assert (await client.post("/entityOperations/create", json=placed)).status_code == 201
+    moved = [
+        {"id": A, "location": _place(121.5)},
+        {"id": B, "height": {"type": "Property", "value": 1}},
+    ]
+    assert (await client.post("/entityOperations/update", json=moved)).status_code == 204
+    assert await near(client, 121.5) == [A, B]
+    assert await near(client, 121.0) == []
+    retyped = [{"id": B, "type": "Tower", "height": {"type": "Property", "value": 2}}]
+    assert (await client.post("/entityOperations/update", json=retyped)).status_code == 204
+    assert await near(client, 121.5, "Tower") == [B]
+    patch = {"location": _place(121.0)}
+    assert (await client.patch(f"/entities/{B}/attrs", json=patch)).status_code == 204
+    assert await near(client, 121.0, "Tower") == [B]
+    twice = [{"id": A, "height": {"type": "Property", "value": 7}},
+             {"id": A, "height": {"type": "Property", "value": 8},
+              "name": {"type": "Property", "value": "urn:ngsi-ld:null"}}]  # fmt: skip
+    assert (await client.post("/entityOperations/update", json=twice)).status_code == 204
+    params = {"options": "temporalValues", "timeproperty": "modifiedAt"}
+    got = (await client.get(f"/temporal/entities/{A}", params=params)).json()
+    assert [v[0] for v in got["height"]["values"]] == [300, 8]  # one instant: the last write
+    assert [v[0] for v in got["name"]["values"]] == ["Tower", "urn:ngsi-ld:null"]
+    assert "name" not in (await client.get(f"/entities/{A}")).json()
