@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import sys
@@ -27,11 +28,12 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.harness import citytwin, pct
+from bench.harness import citytwin, descendants, pct
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 BATCH = 1000
+SENDERS = 2  # requests in flight
 UPDATE = "/ngsi-ld/v1/entityOperations/update"
 JSON = {"Content-Type": "application/json"}  # bodies made by orjson: the driver must stay light
 
@@ -59,21 +61,29 @@ async def create(http: httpx.AsyncClient, count: int) -> None:
 
 
 async def drive(http: httpx.AsyncClient, count: int, seconds: int) -> tuple[int, float]:
-    """Update every entity once a second; (changes sent, seconds it took)."""
+    """Update every entity once a second, BATCH entities a request, from SENDERS clients at
+    once (a city's writers are many, not one waiting for each answer); (changes sent, seconds
+    it took)."""
     sent, start = 0, time.perf_counter()
+
+    async def send(first: int, second: int) -> int:
+        stamp = _now()
+        body = [
+            {"id": f"urn:ngsi-ld:AirQualityObserved:bench-{n}",
+             "airQualityIndex": {"type": "Property", "value": (n + second) % 300,
+                                 "observedAt": stamp}}
+            for n in range(first, min(first + BATCH, count))
+        ]  # fmt: skip
+        got = await http.post(UPDATE, content=orjson.dumps(body), headers=JSON)
+        assert got.status_code == 204, got.text
+        return len(body)
+
     for second in range(seconds):
         tick = time.perf_counter()
-        for first in range(0, count, BATCH):
-            stamp = _now()
-            body = [
-                {"id": f"urn:ngsi-ld:AirQualityObserved:bench-{n}",
-                 "airQualityIndex": {"type": "Property", "value": (n + second) % 300,
-                                     "observedAt": stamp}}
-                for n in range(first, min(first + BATCH, count))
-            ]  # fmt: skip
-            got = await http.post(UPDATE, content=orjson.dumps(body), headers=JSON)
-            assert got.status_code == 204, got.text
-            sent += len(body)
+        firsts = list(range(0, count, BATCH))
+        for at in range(0, len(firsts), SENDERS):
+            done = await asyncio.gather(*(send(f, second) for f in firsts[at : at + SENDERS]))
+            sent += sum(done)
         await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - tick)))
     return sent, time.perf_counter() - start
 
@@ -84,9 +94,9 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=url, timeout=120, trust_env=False) as http:
         print(f"creating {args.entities:,} entities...", flush=True)
         await create(http, args.entities)
+        if args.browser_cores:  # Playwright's driver, and the Chromium it starts, inherit it
+            os.sched_setaffinity(0, args.browser_cores)
         async with async_playwright() as p:
-            if args.browser_cores:  # Chromium (started by Playwright's driver) inherits it
-                os.sched_setaffinity(0, args.browser_cores)
             browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             if args.driver_cores:
                 os.sched_setaffinity(0, args.driver_cores)
@@ -94,12 +104,25 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
             await page.goto(url + "/?measure")
             await page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120000)
             await page.wait_for_timeout(1000)
+            if args.browser_cores:
+                pin_threads(os.getpid(), args.server_pid, args.browser_cores)
             print(f"updating every entity once a second for {args.seconds} s...", flush=True)
             sent, took = await drive(http, args.entities, args.seconds)
             await page.wait_for_timeout(3000)  # the last changes' way to the page
             lags = await page.evaluate("window.citytwinLags")
             await browser.close()
     return {"sent": sent, "took": took, "lags": lags}
+
+
+def pin_threads(parent: int, server: int, cpus: set[int]) -> None:
+    """Every thread of the browser's processes (this one's descendants but the server's) onto
+    its cores: SwiftShader (Chromium's software GPU) starts its worker threads on every core,
+    whatever it inherited."""
+    for pid in set(descendants(parent)) - {server, *descendants(server)}:
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(int(tid), cpus)
 
 
 def cores(shared: bool) -> tuple[set[int] | None, set[int] | None]:
@@ -122,7 +145,8 @@ def main() -> None:
     server, browser = cores(args.shared)
     args.browser_cores, args.driver_cores = browser, server
     with tempfile.TemporaryDirectory() as tmp:
-        with citytwin(str(Path(tmp) / "map.db"), args.workers, cpus=server) as (url, _):
+        with citytwin(str(Path(tmp) / "map.db"), args.workers, cpus=server) as (url, pid):
+            args.server_pid = pid
             result = asyncio.run(measure(url, args))
     lags, sent = result["lags"], result["sent"]
     asked = args.entities * args.seconds / args.seconds
