@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -100,4 +101,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 def app_from_env() -> Starlette:
     """Factory for uvicorn workers: settings come from CITYTWIN_* variables."""
+    _tune_gc()
     return create_app(Settings.from_env())
+
+
+def _tune_gc() -> None:
+    """A server process: what is loaded by now lives as long as the process, so the collector
+    stops walking it (freeze); and since every request makes and drops many thousands of
+    dicts (few in reference cycles), it collects every 50,000 allocations instead of every
+    700 (measured: a tenth of the time of a batch update went to the collector)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
