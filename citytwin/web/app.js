@@ -79,9 +79,9 @@ async function load(type) {
 
 function follow() {
   const live = new EventSource(`/citytwin/v1/stream?type=${TYPES.join(',')}`);
-  const label = document.getElementById('live');
-  live.onopen = () => { label.textContent = 'live'; };
-  live.onerror = () => { label.textContent = 'reconnecting...'; };
+  const status = document.getElementById('live');
+  live.onopen = () => { status.textContent = 'live'; };
+  live.onerror = () => { status.textContent = 'reconnecting...'; };
   live.addEventListener('notification', (event) => {
     const arrived = Date.now();
     for (const e of JSON.parse(event.data).data) {
@@ -133,16 +133,31 @@ function render(e) {
   document.getElementById('kind').textContent = `${e.type} · ${e.id}`;
   const rows = Object.entries(e).filter(([k, a]) => a && typeof a === 'object' && a.type)
     .filter(([k]) => !k.endsWith('_info') && !k.endsWith('_status') && !COMMANDS.includes(k));
-  document.getElementById('attrs').innerHTML = rows.map(([k, a]) => `<tr><td>${k}</td>
-    <td>${shown(a)}</td><td class="unit">${a.unitCode || ''}</td>
+  document.getElementById('attrs').innerHTML = rows.map(([k, a]) => `<tr><td title="${k}">${label(k)}</td>
+    <td>${shown(a)}</td><td class="unit">${unit(a)}</td>
     <td class="time">${a.observedAt ? new Date(a.observedAt).toLocaleTimeString() : ''}</td></tr>`).join('');
   commands(e);
 }
 
+// what the attributes mean, for people who do not read NGSI-LD (the name itself is the tooltip)
+const LABELS = {
+  pm25: 'PM2.5', pm10: 'PM10', no2: 'NO\u2082', o3: 'Ozone (O\u2083)', temperature: 'Temperature',
+  airQualityIndex: 'Air quality index', airQualityLevel: 'Air quality', dataProvider: 'Data from',
+  refPointOfInterest: 'Next to', batteryLevel: 'Battery', state: 'Doing', currentTask: 'Task',
+  nearExhibit: 'Near', location: 'Position', description: 'About', category: 'Kind',
+  address: 'Address', name: 'Name', dateObserved: 'Observed',
+};
+const UNITS = { GQ: '\u00b5g/m\u00b3', CEL: '\u00b0C', P1: '%', MTR: 'm', KMH: 'km/h' };  // UN/CEFACT codes
+const label = (name) => LABELS[name] || name.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
+const unit = (a) => (a && a.unitCode ? UNITS[a.unitCode] || a.unitCode : '');
+
 function shown(a) {
   const v = a.value ?? a.object;
   if (a.type === 'GeoProperty' && v && v.type === 'Point') return v.coordinates.map((c) => c.toFixed(5)).join(', ');
-  const text = typeof v === 'object' ? JSON.stringify(v) : String(v);
+  const linked = a.type === 'Relationship' && entities.get(v);  // a link: the name of what it links to
+  const text = linked ? value(linked, 'name') || v
+    : Array.isArray(v) && v.every((x) => typeof x !== 'object') ? v.join(', ')
+    : typeof v === 'object' ? JSON.stringify(v) : String(v);
   return text.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' }[c]));
 }
 
@@ -173,35 +188,81 @@ async function send(id, cmd) {
   });
 }
 
+// the last hour: every reading; the last day: 15-minute averages, which the broker computes
+const SPANS = {
+  hour: { ms: 3600e3, query: 'options=temporalValues&lastN=500', key: 'values', text: 'last hour' },
+  day: { ms: 86400e3, query: 'options=aggregatedValues&aggrMethods=avg&aggrPeriodDuration=PT15M',
+         key: 'avg', text: 'last day, 15-minute averages' },
+};
+let span = 'hour';
+
 async function chart(e) {
   const name = CHARTED.find((n) => typeof value(e, n) === 'number');
   const svg = document.getElementById('chart');
-  const label = document.getElementById('chart-label');
+  const caption = document.getElementById('chart-label');
   svg.innerHTML = '';
-  label.textContent = name ? '' : 'no numeric measurement to chart';
+  caption.textContent = name ? '' : 'no numeric measurement to chart';
   if (!name) return;
-  const since = new Date(Date.now() - 3600e3).toISOString();
+  const { ms, query, key, text } = SPANS[span];
+  const since = new Date(Date.now() - ms).toISOString();
   const got = await fetch(`${API}/temporal/entities/${encodeURIComponent(e.id)}?attrs=${name}` +
-    `&timerel=after&timeAt=${since}&options=temporalValues&lastN=500`);
-  const points = ((await got.json())[name] || {}).values || [];
-  if (points.length < 2) { label.textContent = `${name}: not enough history yet`; return; }
+    `&timerel=after&timeAt=${since}&${query}`);
+  const points = ((await got.json())[name] || {})[key] || [];
+  if (points.length < 2) { caption.textContent = `${label(name)}: not enough history yet`; return; }
   const xs = points.map((p) => Date.parse(p[1])), ys = points.map((p) => p[0]);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
   const sx = (x) => 5 + 290 * (x - x0) / Math.max(1, x1 - x0);
   const sy = (y) => 100 - 90 * (y - y0) / Math.max(1e-9, y1 - y0);
   const path = points.map((p, i) => `${i ? 'L' : 'M'}${sx(xs[i]).toFixed(1)},${sy(ys[i]).toFixed(1)}`).join('');
   svg.innerHTML = `<path d="${path}" fill="none" stroke="#1e88e5" stroke-width="2"/>`;
-  const unit = (e[name] && e[name].unitCode) || '';
-  label.textContent = `${name} ${unit}, last hour: ${y0} to ${y1} (${points.length} readings)`;
+  const round = (v) => Math.round(v * 10) / 10;
+  caption.textContent = `${label(name)} ${unit(e[name])}, ${text}: ${round(y0)} to ${round(y1)}` +
+    ` (${points.length} ${key === 'avg' ? 'averages' : 'readings'})`;
 }
+
+document.querySelectorAll('#spans button').forEach((b) => {
+  b.onclick = () => {
+    span = b.dataset.span;
+    document.querySelectorAll('#spans button').forEach((o) => o.classList.toggle('on', o === b));
+    if (selected) chart(entities.get(selected));
+  };
+});
 
 document.getElementById('close').onclick = () => {
   document.getElementById('panel').hidden = true;
   selected = null;
 };
 
+// place names as HTML labels: text on the map itself would need glyph files, which we do not ship
+const tags = [];
+function labels() {
+  for (const e of entities.values()) {
+    if (e.type !== 'PointOfInterest' || !point(e)) continue;
+    const tag = document.createElement('div');
+    tag.className = 'label';
+    tag.textContent = value(e, 'name') || e.id;
+    new maplibregl.Marker({ element: tag, anchor: 'top', offset: [0, 8] })
+      .setLngLat(point(e).coordinates).addTo(map);
+    tags.push(tag);
+  }
+  map.on('moveend', declutter);
+  declutter();
+}
+
+// a label that would cover one already shown waits until the map is zoomed in enough
+function declutter() {
+  const shown = [];
+  for (const tag of tags) {
+    tag.style.visibility = '';
+    const box = tag.getBoundingClientRect();
+    const hit = shown.some((b) => box.left < b.right && b.left < box.right && box.top < b.bottom && b.top < box.bottom);
+    if (hit) tag.style.visibility = 'hidden'; else shown.push(box);
+  }
+}
+
 map.on('load', async () => {
   for (const type of TYPES) await load(type);
+  labels();
   follow();
   document.body.dataset.ready = 'true';
 });

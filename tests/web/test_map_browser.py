@@ -40,6 +40,7 @@ async def test_click_a_robot_and_send_it_somewhere(tmp_path: Path) -> None:
                 await _click(page, *start["location"]["value"]["coordinates"])
                 await page.wait_for_selector("#panel:not([hidden])", timeout=10000)
                 assert "Guide robot 1" in await page.inner_text("#name")
+                await _readable(page)
                 await page.select_option("#exhibit", "Robot World")
                 await page.click("button[data-cmd=goTo]")
                 status = page.locator(".status[data-command=goTo]")
@@ -70,6 +71,26 @@ async def _click(page: Any, lon: float, lat: float) -> None:
     await page.wait_for_timeout(500)
     x, y = await page.evaluate(f"Object.values(window.citytwinMap.project([{lon}, {lat}]))")
     await page.mouse.click(x, y)
+
+
+async def _readable(page: Any) -> None:
+    """The panel speaks plainly (names and units, the NGSI-LD name as a tooltip), places carry
+    their names, the chart shows the last hour and asks the broker for 15-minute averages of
+    the last day."""
+    battery = page.locator("#attrs td[title=batteryLevel]")
+    assert await battery.inner_text() == "Battery"
+    row = page.locator("#attrs tr", has=page.locator("td[title=batteryLevel]"))
+    assert await row.locator("td.unit").inner_text() == "%"
+    places = await page.locator(".label").all_inner_texts()
+    assert "Shanghai Science and Technology Museum" in places and len(places) == 10
+    near = page.locator("#attrs tr", has=page.locator("td[title=refPointOfInterest]"))
+    assert "Science and Technology Museum" in await near.inner_text()  # the link, by name
+    caption = page.locator("#chart-label")
+    await caption.filter(has_text="Battery %, last hour").wait_for(timeout=10000)
+    async with page.expect_response(lambda r: "aggrMethods=avg" in r.url) as answer:
+        await page.click("#spans button[data-span=day]")
+    assert (await answer.value).status == 200
+    await page.click("#spans button[data-span=hour]")
 
 
 async def _screenshot(page: Any, folder: Path) -> None:
