@@ -12,28 +12,28 @@ import fcntl
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from citytwin.model.history import Record, derive, shape
+from citytwin.model.history import derive, shape
 from citytwin.store import sqlite_history as history
 from citytwin.store.base import (
     MISSING,
     AttributeFn,
-    Change,
     Entity,
     Missing,
     MutateFn,
     Query,
     QueryResult,
 )
+from citytwin.store.plan import Plan, has_geo
 from citytwin.store.sql import attr_path
-from citytwin.store.sqlite_changes import LogMixin, Row, record
+from citytwin.store.sqlite_changes import LogMixin, record
 from citytwin.store.sqlite_devices import DevicesMixin
-from citytwin.store.sqlite_index import index_key, migrate, reindex, reindex_attribute
+from citytwin.store.sqlite_index import migrate, reindex, reindex_attribute
 from citytwin.store.sqlite_query import entity_matches, matching_ids, register, run_query
 from citytwin.store.sqlite_timeline import TimelineMixin
 
@@ -226,7 +226,7 @@ class SqliteStore(LogMixin, TimelineMixin, DevicesMixin):
             old = orjson.loads(row[0]) if row[0] is not None else None
             was = shape({"attrs": {name: old}}) if old else None
             instances = fn(old)
-            if _has_geo(old) or _has_geo(instances):
+            if has_geo(old) or has_geo(instances):
                 reindex_attribute(conn, tenant, entity_id, name, instances)
             if instances:
                 doc = "json_set(doc, ?, json(?), '$.modifiedAt', ?)"
@@ -305,54 +305,23 @@ def _partial_before(entity_id: str, name: str, old: str | None) -> str:
     return f'{{"id": {orjson.dumps(entity_id).decode()}, "attrs": {{{attrs}}}}}'
 
 
-def _text(raw: bytes | None) -> str | None:
-    return raw.decode() if raw is not None else None
-
-
-def _may_reindex(change: Change) -> bool:
-    """Can the write have changed the entity's index rows (types, geometries)? Not if it
-    touched only attributes that were and are no GeoProperty (it then says it kept the types)."""
-    if change.touched is None or change.entity is None:
-        return True
-    names, was = change.touched
-    attrs = change.entity["attrs"]
-    return any(_has_geo(was.get(n)) or _has_geo(attrs.get(n)) for n in names)
-
-
-def _parsed(raw: bytes | None) -> Entity | None:
-    return orjson.loads(raw) if raw is not None else None
-
-
-def _has_geo(instances: list[Entity] | None) -> bool:
-    return any(i.get("type") == "GeoProperty" for i in instances or ())
-
-
 class _Batch:
-    """Mutations of one request, applied in order inside the writer's transaction.
-
-    Current documents are read with one query, each function gets its own fresh copy (a failing
-    function changes nothing), and the final states are written with one statement per kind.
-    """
+    """Mutations of one request inside the writer's transaction: the current documents are
+    read with one query, the plan works out the rest, and its results are written with one
+    statement per kind."""
 
     def __init__(self, conn: sqlite3.Connection, tenant: str) -> None:
         self.conn = conn
         self.tenant = tenant
-        self.history: dict[str, dict[Any, Record]] = {}
-        self.deleted: set[str] = set()
-        self.docs: dict[str, bytes | None] = {}
-        self.original: dict[str, bytes | None] = {}
-        self.existed: dict[str, bool] = {}
-        self.final: dict[str, Entity | None] = {}
-        self.touched: dict[str, tuple[list[str], dict[str, Any]] | None] = {}
-        self.suspect: set[str] = set()  # entities whose index rows a write may have changed
 
     def run(self, ops: Sequence[tuple[str, MutateFn]]) -> list[Any]:
-        self._load(list(dict.fromkeys(i for i, _ in ops)))
-        results = [self._apply(entity_id, fn) for entity_id, fn in ops]
-        self._flush()
+        plan = Plan(self.tenant, self._load(list(dict.fromkeys(i for i, _ in ops))))
+        results = plan.apply(ops)
+        self._flush(plan)
         return results
 
-    def _load(self, ids: list[str]) -> None:
+    def _load(self, ids: list[str]) -> dict[str, bytes | None]:
+        docs: dict[str, bytes | None] = dict.fromkeys(ids)
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
             marks = ",".join("?" * len(part))
@@ -360,90 +329,25 @@ class _Batch:
                 f"SELECT id, doc FROM entities WHERE tenant = ? AND id IN ({marks})",
                 (self.tenant, *part),
             ).fetchall()
-            self.docs.update((i, doc.encode()) for i, doc in rows)
-        for entity_id in ids:
-            self.existed[entity_id] = entity_id in self.docs
-            self.docs.setdefault(entity_id, None)
-        self.original = dict(self.docs)
+            docs.update((i, doc.encode()) for i, doc in rows)
+        return docs
 
-    def _apply(self, entity_id: str, fn: MutateFn) -> Any:
-        raw = self.docs[entity_id]
-        current = orjson.loads(raw) if raw is not None else None
-        try:
-            change = fn(current)
-            entity = change.entity
-            doc = orjson.dumps(entity) if change.write and entity is not None else None
-        except Exception as exc:  # (a value JSON cannot hold fails this op alone)
-            return exc
-        if change.write:
-            self.docs[entity_id] = doc
-            self.final[entity_id] = entity
-            if _may_reindex(change):
-                self.suspect.add(entity_id)
-            self._remember(entity_id, raw, change)
-            self._touch(entity_id, change.touched)
-        return change.result
-
-    def _remember(self, entity_id: str, raw: bytes | None, change: Change) -> None:
-        """What the change adds to the entity's history (`raw`: the entity before it, read
-        again only if the change leaves the history to be worked out). Several changes of one
-        entity in one batch share their instant, so a later one replaces what an earlier one
-        wrote of the same attribute instance; a deletion drops everything before it (and the
-        history)."""
-        entity = change.entity
-        if entity is None:
-            self.history[entity_id] = {}
-            self.deleted.add(entity_id)
-            return
-        at = entity["modifiedAt"]
-        kept = self.history.setdefault(entity_id, {})
-        if change.history is None:
-            if change.touched is not None:  # only these attributes changed
-                names, was = change.touched
-                before = shape({"attrs": was})
-                attrs = entity["attrs"]
-                entity = {"attrs": {n: attrs[n] for n in names if n in attrs}, "modifiedAt": at}
-            else:
-                before = shape(orjson.loads(raw)) if raw is not None else None
-            for r in derive(self.tenant, entity_id, before, entity, at):
-                kept[(r.attr, r.instance.get("datasetId"))] = r
-            return
-        for n, h in enumerate(change.history, start=len(kept)):
-            kept[n] = Record(self.tenant, entity_id, h.attr, h.instance, at, h.deleted, h.replaces)
-
-    def _touch(self, entity_id: str, touched: tuple[list[str], dict[str, Any]] | None) -> None:
-        """Which attributes the entity's writes in this batch touched, and how they were first
-        (None: the whole entity is logged)."""
-        if entity_id not in self.touched:
-            self.touched[entity_id] = touched and (list(touched[0]), dict(touched[1]))
-            return
-        known = self.touched[entity_id]
-        if known is None or touched is None:
-            self.touched[entity_id] = None
-            return
-        names, before = known
-        for name in touched[0]:
-            if name not in names:
-                names.append(name)
-                if name in touched[1]:
-                    before[name] = touched[1][name]
-
-    def _flush(self) -> None:
+    def _flush(self, plan: Plan) -> None:
         inserts, updates, deletes = [], [], []
-        for entity_id, entity in self.final.items():
+        for entity_id, entity in plan.final.items():
             key = (self.tenant, entity_id)
             if entity is None:
-                if self.existed[entity_id]:
+                if plan.existed(entity_id):
                     deletes.append(key)
                 continue
             row = (
                 orjson.dumps(entity["type"]).decode(),
-                self.docs[entity_id].decode(),  # type: ignore[union-attr]
+                plan.doc(entity_id),
                 entity["createdAt"],
                 entity["modifiedAt"],
                 *key,
             )
-            (updates if self.existed[entity_id] else inserts).append(row)
+            (updates if plan.existed(entity_id) else inserts).append(row)
         if inserts and self.tenant:
             self.conn.execute(
                 "INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)",
@@ -460,27 +364,8 @@ class _Batch:
             " VALUES (?, ?, ?, ?, ?, ?)",
             inserts,
         )
-        new = frozenset(i for i in self.final if not self.existed[i])
-        changed = {
-            i: e
-            for i, e in self.final.items()
-            if (i in self.suspect or not self.existed[i])
-            and index_key(e) != index_key(_parsed(self.original[i]))
-        }
-        reindex(self.conn, self.tenant, changed, new)
-        record(self.conn, list(self._changes()))
-        history.forget(self.conn, self.tenant, self.deleted)
-        history.append(self.conn, (r for rs in self.history.values() for r in rs.values()))
-
-    def _changes(self) -> Iterator[Row]:
-        at = _now()
-        for entity_id in self.final:
-            before, after = self.original[entity_id], self.docs[entity_id]
-            touched = self.touched.get(entity_id)
-            if touched is not None and before is not None and after is not None:
-                names, was = touched
-                partial = orjson.dumps({"id": entity_id, "attrs": was}).decode()
-                touched_names = orjson.dumps(names).decode()
-                yield self.tenant, entity_id, touched_names, partial, _text(after), at
-            elif before is not None or after is not None:
-                yield self.tenant, entity_id, None, _text(before), _text(after), at
+        new = frozenset(i for i in plan.final if not plan.existed(i))
+        reindex(self.conn, self.tenant, plan.reindexed(), new)
+        record(self.conn, list(plan.changes(_now())))
+        history.forget(self.conn, self.tenant, plan.deleted)
+        history.append(self.conn, plan.records())

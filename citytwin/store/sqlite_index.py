@@ -103,24 +103,6 @@ def reindex(
     _add_geo(conn, tenant, ((i, e) for i, e in entities.items() if e is not None))
 
 
-IndexKey = tuple[tuple[str, ...], tuple[tuple[str, Any, bytes], ...]]
-
-
-def index_key(entity: Entity | None) -> IndexKey | None:
-    """What the index rows of an entity are made of (its types, its geometries): a write that
-    leaves this as it was needs no reindexing. Geometries are kept as bytes, since a write
-    function may change the parsed ones in place."""
-    if entity is None:
-        return None
-    geo = tuple(
-        (attr, inst.get("datasetId"), orjson.dumps(inst["value"]))
-        for attr, instances in entity["attrs"].items()
-        for inst in instances
-        if inst.get("type") == "GeoProperty" and isinstance(inst.get("value"), dict)
-    )
-    return tuple(entity["type"]), geo
-
-
 def reindex_attribute(
     conn: sqlite3.Connection, tenant: str, entity_id: str, attr: str, instances: list[Entity]
 ) -> None:
