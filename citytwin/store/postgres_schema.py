@@ -1,0 +1,152 @@
+"""The PostgreSQL store's schema (issue 8): numbered migrations, applied in order, each once.
+
+Layout rules, so that the same schema can be distributed by entity on Citus:
+- every table of entity data leads its primary key with (tenant, id): the entity's state, its
+  geometries, its change-log rows, its history series and their hourly roll-ups;
+- documents are kept as written (`raw`, what reads return, attribute order and all) with a JSONB
+  copy generated from them for queries; geometries are PostGIS geometries with a GiST index;
+- history is partitioned by month of its write time (`created`, microseconds since the epoch),
+  so old months are dropped whole; `ensure_partitions` makes the months a write needs, and a
+  default partition catches anything else, so a write never fails for want of one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+
+MIGRATIONS: list[str] = [
+    # 1: entities, their types and geometries, tenants
+    """
+    CREATE EXTENSION IF NOT EXISTS postgis;
+    CREATE TABLE tenants (name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+    CREATE TABLE entities (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        types TEXT[] NOT NULL,
+        raw TEXT NOT NULL,
+        doc JSONB GENERATED ALWAYS AS (raw::jsonb) STORED,
+        created_at TEXT NOT NULL,
+        modified_at TEXT NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE INDEX entities_types ON entities USING gin (types);
+    CREATE TABLE entity_geo (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        attr TEXT NOT NULL,
+        dataset TEXT NOT NULL DEFAULT '',
+        geom geometry(Geometry, 4326) NOT NULL,
+        PRIMARY KEY (tenant, id, attr, dataset)
+    );
+    CREATE INDEX entity_geo_gist ON entity_geo USING gist (geom);
+    """,
+    # 2: the change log (the notifier's outbox), subscriptions, cursors, provisioning
+    """
+    CREATE TABLE changes (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        attrs TEXT,
+        before TEXT,
+        after TEXT,
+        at TEXT NOT NULL,
+        PRIMARY KEY (tenant, id, seq)
+    );
+    CREATE INDEX changes_seq ON changes (seq);
+    CREATE TABLE subscriptions (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        doc JSONB NOT NULL,
+        PRIMARY KEY (tenant, id)
+    );
+    CREATE TABLE cursors (name TEXT PRIMARY KEY, seq BIGINT NOT NULL);
+    CREATE TABLE provisioned (
+        tenant TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        doc JSONB NOT NULL,
+        PRIMARY KEY (tenant, kind, key)
+    );
+    """,
+    # 3: history, partitioned by month of write, and hourly roll-ups of numeric series
+    """
+    CREATE TABLE history (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        attr TEXT NOT NULL,
+        dataset TEXT NOT NULL DEFAULT '',
+        created BIGINT NOT NULL,
+        iid BIGINT GENERATED ALWAYS AS IDENTITY,
+        observed BIGINT,
+        modified BIGINT NOT NULL,
+        deleted BIGINT,
+        num DOUBLE PRECISION,
+        body JSONB NOT NULL,
+        PRIMARY KEY (tenant, id, attr, dataset, created, iid)
+    ) PARTITION BY RANGE (created);
+    CREATE TABLE history_default PARTITION OF history DEFAULT;
+    CREATE INDEX history_observed ON history (tenant, id, attr, dataset, observed) INCLUDE (num);
+    CREATE TABLE rollup (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        attr TEXT NOT NULL,
+        dataset TEXT NOT NULL DEFAULT '',
+        hour BIGINT NOT NULL,
+        count BIGINT NOT NULL,
+        sum DOUBLE PRECISION NOT NULL,
+        min DOUBLE PRECISION NOT NULL,
+        max DOUBLE PRECISION NOT NULL,
+        sumsq DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant, id, attr, dataset, hour)
+    );
+    """,
+]
+
+LOCK = 0x63747769  # an advisory lock: one process migrates, the others wait for it
+
+
+async def migrate(conn: asyncpg.Connection) -> int:
+    """Apply the migrations this database lacks, each in its own transaction; the version."""
+    await conn.execute("SELECT pg_advisory_lock($1)", LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, at TEXT NOT NULL)"
+        )
+        done = await conn.fetchval("SELECT coalesce(max(version), 0) FROM migrations")
+        for version, sql in enumerate(MIGRATIONS[done:], start=done + 1):
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO migrations (version, at) VALUES ($1, $2)", version, _now()
+                )
+        await ensure_partitions(conn, datetime.now(UTC))
+        return len(MIGRATIONS)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", LOCK)
+
+
+async def ensure_partitions(conn: asyncpg.Connection, when: datetime) -> None:
+    """The history partitions of the month of `when` and the next one."""
+    for start, end in (_month(when, 0), _month(when, 1)):
+        name = f"history_{start:%Y_%m}"
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF history"
+            f" FOR VALUES FROM ({_micros(start)}) TO ({_micros(end)})"
+        )
+
+
+def _month(when: datetime, ahead: int) -> tuple[datetime, datetime]:
+    index = when.year * 12 + when.month - 1 + ahead
+    start = datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+    index += 1
+    return start, datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+
+
+def _micros(when: datetime) -> int:
+    return int(when.timestamp()) * 1_000_000
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,106 @@
+"""The PostgreSQL schema on a real cluster: migrations apply once, tables lead with the tenant and
+entity id (so the schema can be distributed by entity on Citus), geometries have a GiST index,
+history is partitioned by month of its write."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from citytwin.store.postgres_schema import MIGRATIONS, ensure_partitions, migrate
+from tests.postgres import postgres_url  # noqa: F401 (fixture)
+
+ENTITY_TABLES = ("entities", "entity_geo", "changes", "history", "rollup")
+
+
+@pytest.fixture
+async def db_url(postgres_url: str) -> AsyncIterator[str]:  # noqa: F811
+    """A fresh database of the session's cluster."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_url)
+    await admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield postgres_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        await admin.close()
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(db_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def test_migrations_apply_once_even_from_two_processes_at_once(
+    db: asyncpg.Connection, db_url: str
+) -> None:
+    other = await asyncpg.connect(db_url)
+    try:
+        versions = await asyncio.gather(migrate(db), migrate(other))
+    finally:
+        await other.close()
+    assert versions == [len(MIGRATIONS)] * 2
+    applied = await db.fetch("SELECT version FROM migrations ORDER BY version")
+    assert [r["version"] for r in applied] == list(range(1, len(MIGRATIONS) + 1))
+    assert await migrate(db) == len(MIGRATIONS)  # nothing left to do
+    assert await db.fetchval("SELECT count(*) FROM migrations") == len(MIGRATIONS)
+
+
+async def test_entity_tables_lead_with_tenant_and_id(db: asyncpg.Connection) -> None:
+    await migrate(db)
+    for table in ENTITY_TABLES:
+        key = await db.fetch(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
+            " AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1::regclass AND i.indisprimary"
+            " ORDER BY array_position(i.indkey, a.attnum)",
+            table,
+        )
+        assert [r["attname"] for r in key][:2] == ["tenant", "id"], table
+
+
+async def test_geometries_are_indexed_for_bounding_box_search(db: asyncpg.Connection) -> None:
+    await migrate(db)
+    method = await db.fetchval(
+        "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam"
+        " WHERE c.relname = 'entity_geo_gist'"
+    )
+    assert method == "gist"
+    await db.execute(
+        "INSERT INTO entity_geo (tenant, id, attr, geom) VALUES"
+        " ('', 'urn:a', 'location', ST_SetSRID(ST_MakePoint(121.47, 31.23), 4326)),"
+        " ('', 'urn:b', 'location', ST_SetSRID(ST_MakePoint(116.40, 39.90), 4326))"
+    )
+    near = await db.fetch(
+        "SELECT id FROM entity_geo WHERE ST_DWithin(geom::geography,"
+        " ST_SetSRID(ST_MakePoint(121.48, 31.23), 4326)::geography, 2000)"
+    )
+    assert [r["id"] for r in near] == ["urn:a"]
+
+
+async def test_history_lands_in_its_month(db: asyncpg.Connection) -> None:
+    await migrate(db)
+    now = datetime.now(UTC)
+    await ensure_partitions(db, datetime(2031, 12, 15, tzinfo=UTC))  # a year's end, twice over
+    await ensure_partitions(db, datetime(2031, 12, 20, tzinfo=UTC))
+    stamps = {
+        f"history_{now:%Y_%m}": int(now.timestamp() * 1e6),
+        "history_2032_01": int(datetime(2032, 1, 31, 23, tzinfo=UTC).timestamp() * 1e6),
+        "history_default": int(datetime(1999, 1, 1, tzinfo=UTC).timestamp() * 1e6),
+    }
+    for created in stamps.values():
+        await db.execute(
+            "INSERT INTO history (tenant, id, attr, created, modified, body)"
+            " VALUES ('', 'urn:a', 'pm25', $1, $1, '{}')",
+            created,
+        )
+    rows = await db.fetch("SELECT tableoid::regclass::text AS part, created FROM history")
+    assert {r["part"]: r["created"] for r in rows} == stamps
