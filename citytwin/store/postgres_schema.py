@@ -88,6 +88,14 @@ MIGRATIONS: list[str] = [
     ) PARTITION BY RANGE (created);
     CREATE TABLE history_default PARTITION OF history DEFAULT;
     CREATE INDEX history_observed ON history (tenant, id, attr, dataset, observed) INCLUDE (num);
+    CREATE TABLE series (
+        tenant TEXT NOT NULL,
+        id TEXT NOT NULL,
+        attr TEXT NOT NULL,
+        dataset TEXT NOT NULL DEFAULT '',
+        numeric BOOLEAN NOT NULL,
+        PRIMARY KEY (tenant, id, attr, dataset)
+    );
     CREATE TABLE rollup (
         tenant TEXT NOT NULL,
         id TEXT NOT NULL,

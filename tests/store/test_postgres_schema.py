@@ -5,7 +5,6 @@ history is partitioned by month of its write."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -13,27 +12,14 @@ import asyncpg
 import pytest
 
 from citytwin.store.postgres_schema import MIGRATIONS, ensure_partitions, migrate
-from tests.postgres import postgres_url  # noqa: F401 (fixture)
+from tests.postgres import database, postgres_url  # noqa: F401 (fixtures)
 
-ENTITY_TABLES = ("entities", "entity_geo", "changes", "history", "rollup")
-
-
-@pytest.fixture
-async def db_url(postgres_url: str) -> AsyncIterator[str]:  # noqa: F811
-    """A fresh database of the session's cluster."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_url)
-    await admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-        await admin.close()
+ENTITY_TABLES = ("entities", "entity_geo", "changes", "history", "series", "rollup")
 
 
 @pytest.fixture
-async def db(db_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(db_url)
+async def db(database: str) -> AsyncIterator[asyncpg.Connection]:  # noqa: F811
+    conn = await asyncpg.connect(database)
     try:
         yield conn
     finally:
@@ -41,9 +27,10 @@ async def db(db_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def test_migrations_apply_once_even_from_two_processes_at_once(
-    db: asyncpg.Connection, db_url: str
+    db: asyncpg.Connection,
+    database: str,  # noqa: F811
 ) -> None:
-    other = await asyncpg.connect(db_url)
+    other = await asyncpg.connect(database)
     try:
         versions = await asyncio.gather(migrate(db), migrate(other))
     finally:

@@ -1,0 +1,177 @@
+"""What every store must do, run against each: SQLite (the default) and PostgreSQL on a real
+throwaway cluster. The PostgreSQL store grows method by method (issue 8); these are the
+methods it has so far."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from citytwin.errors import AlreadyExists
+from citytwin.model.entity import Entity
+from citytwin.store.base import Change, MutateFn
+from citytwin.store.postgres import PostgresStore
+from citytwin.store.sqlite import SqliteStore
+from tests.postgres import database, fresh_database, postgres_url  # noqa: F401 (fixtures)
+
+NOW = "2026-11-30T10:00:00.000000Z"
+LATER = "2026-11-30T10:05:00.000000Z"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    postgres_url: str,  # noqa: F811
+) -> AsyncIterator[Any]:
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            made: Any = SqliteStore(str(tmp_path / "twin.db"))
+        else:
+            made = PostgresStore(await stack.enter_async_context(fresh_database(postgres_url)))
+        await made.open()
+        stack.push_async_callback(made.close)
+        yield made
+
+
+def sensor(n: int, pm25: float, at: str = NOW) -> Entity:
+    instance = {"type": "Property", "value": pm25, "observedAt": at, "createdAt": at,
+                "modifiedAt": at}  # fmt: skip
+    return {"id": f"urn:ngsi-ld:Sensor:{n}", "type": ["https://example.org/Sensor"],
+            "createdAt": at, "modifiedAt": at,
+            "attrs": {"https://example.org/pm25": [instance]}}  # fmt: skip
+
+
+def create(entity: Entity) -> MutateFn:
+    def fn(current: Entity | None) -> Change:
+        if current is not None:
+            raise AlreadyExists("exists")
+        return Change(entity, "created")
+
+    return fn
+
+
+def set_pm25(value: float, at: str) -> MutateFn:
+    def fn(current: Entity | None) -> Change:
+        assert current is not None
+        name = "https://example.org/pm25"
+        was = {name: current["attrs"][name]}
+        instance = {"type": "Property", "value": value, "observedAt": at,
+                    "createdAt": current["createdAt"], "modifiedAt": at}  # fmt: skip
+        current["attrs"][name] = [instance]
+        current["modifiedAt"] = at
+        return Change(current, "updated", touched=([name], was))
+
+    return fn
+
+
+def boom(current: Entity | None) -> Change:
+    raise ValueError("this write fails")
+
+
+async def test_written_entities_read_back_and_make_their_tenant(store: Any) -> None:
+    assert not await store.tenant_exists("city")
+    results = await store.mutate(
+        "city", [(e["id"], create(e)) for e in (sensor(1, 5), sensor(2, 7))]
+    )
+    assert results == ["created", "created"]
+    assert await store.tenant_exists("city")
+    assert await store.get("city", "urn:ngsi-ld:Sensor:1") == sensor(1, 5)
+    assert await store.get("", "urn:ngsi-ld:Sensor:1") is None  # another tenant
+
+
+async def test_a_failing_write_leaves_its_entity_and_the_log_as_they_were(store: Any) -> None:
+    await store.mutate("", [("urn:ngsi-ld:Sensor:1", create(sensor(1, 5)))])
+    seq = await store.last_change()
+    ops = [("urn:ngsi-ld:Sensor:1", boom), ("urn:ngsi-ld:Sensor:2", create(sensor(2, 9))),
+           ("urn:ngsi-ld:Sensor:1", create(sensor(1, 6)))]  # fmt: skip
+    results = await store.mutate("", ops)
+    assert isinstance(results[0], ValueError) and isinstance(results[2], AlreadyExists)
+    assert results[1] == "created"
+    assert await store.get("", "urn:ngsi-ld:Sensor:1") == sensor(1, 5)
+    assert [c.entity_id for c in await store.changes_since(seq)] == ["urn:ngsi-ld:Sensor:2"]
+
+
+async def test_the_change_log_holds_each_write(store: Any) -> None:
+    start = await store.last_change()
+    await store.mutate("", [("urn:ngsi-ld:Sensor:1", create(sensor(1, 5)))])
+    await store.mutate("", [("urn:ngsi-ld:Sensor:1", set_pm25(8, LATER))])
+    await store.mutate("", [("urn:ngsi-ld:Sensor:1", lambda e: Change(None))])
+    made, updated, deleted = await store.changes_since(start)
+    assert made.before is None and made.after == sensor(1, 5) and made.attrs is None
+    assert updated.attrs == ["https://example.org/pm25"]  # a partial record: what it touched
+    first = sensor(1, 5)["attrs"]
+    assert updated.before == {"id": "urn:ngsi-ld:Sensor:1", "attrs": first}
+    assert updated.after["attrs"]["https://example.org/pm25"][0]["value"] == 8
+    assert deleted.after is None and deleted.before["modifiedAt"] == LATER
+    assert made.seq < updated.seq < deleted.seq == await store.last_change()
+    lean = await store.changes_since(start, before=False)
+    assert [c.before for c in lean][:2] == [None, None] and lean[2].before is not None
+    assert [c.seq for c in await store.changes_since(made.seq, 1)] == [updated.seq]
+
+
+async def test_cursors_and_subscriptions(store: Any) -> None:
+    assert await store.cursor("notifier") is None
+    await store.set_cursor("notifier", 7)
+    await store.set_cursor("notifier", 9)
+    assert await store.cursor("notifier") == 9
+    doc = {"id": "urn:ngsi-ld:Subscription:1", "type": "Subscription", "q": "pm25>5"}
+    assert await store.put_subscription("city", doc["id"], doc, create=True)
+    assert not await store.put_subscription("city", doc["id"], doc, create=True)  # taken
+    assert await store.tenant_exists("city")
+    assert await store.put_subscription("city", doc["id"], {**doc, "q": "pm25>9"}, create=False)
+    assert not await store.put_subscription("city", "urn:x", doc, create=False)  # no such one
+    assert (await store.get_subscription("city", doc["id"]))["q"] == "pm25>9"
+    assert [t for t, _ in await store.subscriptions()] == ["city"]
+    assert await store.subscriptions("") == []
+    assert await store.delete_subscription("city", doc["id"])
+    assert not await store.delete_subscription("city", doc["id"])
+
+
+async def test_concurrent_creations_of_one_entity_let_exactly_one_win(store: Any) -> None:
+    """Many writers create the same entity at once: one creates it, the others find it made
+    (PostgreSQL: the losers' transactions meet the winner's row and start again)."""
+    entity = sensor(1, 5)
+    results = await asyncio.gather(
+        *(store.mutate("", [(entity["id"], create(entity))]) for _ in range(6))
+    )
+    outcomes = [r[0] for r in results]
+    assert outcomes.count("created") == 1
+    assert all(isinstance(o, AlreadyExists) for o in outcomes if o != "created")
+    assert len(await store.changes_since(0)) == 1
+
+
+async def test_postgres_keeps_history_rollups_and_geometries(database: str) -> None:  # noqa: F811
+    store = PostgresStore(database)
+    await store.open()
+    try:
+        placed = sensor(1, 5)
+        placed["attrs"]["https://uri.etsi.org/ngsi-ld/location"] = [
+            {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [121.47, 31.23]},
+             "createdAt": NOW, "modifiedAt": NOW}]  # fmt: skip
+        await store.mutate("", [(placed["id"], create(placed))])
+        await store.mutate("", [(placed["id"], set_pm25(8, LATER))])
+        conn = await asyncpg.connect(database)
+        history = await conn.fetch("SELECT attr, num FROM history ORDER BY created, attr")
+        assert [(r["attr"], r["num"]) for r in history] == [
+            ("https://example.org/pm25", 5.0), ("https://uri.etsi.org/ngsi-ld/location", None),
+            ("https://example.org/pm25", 8.0)]  # fmt: skip
+        rollup = await conn.fetchrow("SELECT count, sum, min, max FROM rollup")
+        assert tuple(rollup) == (2, 13.0, 5.0, 8.0)
+        near = await conn.fetchval(
+            "SELECT id FROM entity_geo WHERE ST_DWithin(geom::geography,"
+            " ST_SetSRID(ST_MakePoint(121.471, 31.231), 4326)::geography, 500)"
+        )
+        assert near == placed["id"]
+        await store.mutate("", [(placed["id"], lambda e: Change(None))])
+        for table in ("history", "rollup", "entity_geo", "entities"):
+            assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0, table
+        await conn.close()
+    finally:
+        await store.close()
