@@ -20,14 +20,16 @@ import orjson
 
 from citytwin.model.entity import Entity
 from citytwin.store import postgres_history as history
-from citytwin.store.base import ChangeRecord, MutateFn
+from citytwin.store.base import MISSING, AttributeFn, Change, Missing, MutateFn
 from citytwin.store.plan import Plan
+from citytwin.store.postgres_devices import DevicesMixin
+from citytwin.store.postgres_log import LogMixin
 from citytwin.store.postgres_schema import ensure_partitions, migrate
 
 RETRIES = 5  # a write that meets a concurrent creation of the same entity starts again
 
 
-class PostgresStore:
+class PostgresStore(LogMixin, DevicesMixin):
     """Entities of every tenant in one PostgreSQL database."""
 
     def __init__(self, url: str, pool_size: int = 8) -> None:
@@ -84,6 +86,58 @@ class PostgresStore:
             return results
         raise AssertionError("unreachable")
 
+    async def mutate_attribute(
+        self, tenant: str, entity_id: str, name: str, fn: AttributeFn, modified_at: str
+    ) -> Missing | None:
+        """One attribute through the same plan as any write (it names what it touched)."""
+
+        def op(current: Entity | None) -> Change:
+            if current is None:
+                raise _Absent
+            old = current["attrs"].get(name)
+            was = {name: orjson.loads(orjson.dumps(old))} if old else {}
+            instances = fn(old)
+            if instances:
+                current["attrs"][name] = instances
+            else:
+                current["attrs"].pop(name, None)
+            current["modifiedAt"] = modified_at
+            return Change(current, touched=([name], was))
+
+        [result] = await self.mutate(tenant, [(entity_id, op)])
+        if isinstance(result, _Absent):
+            return MISSING
+        if isinstance(result, Exception):
+            raise result
+        return None
+
+    async def type_counts(self, tenant: str) -> dict[str, int]:
+        rows = await self.pool.fetch(
+            "SELECT t, count(*) FROM entities, unnest(types) t WHERE tenant = $1 GROUP BY t",
+            tenant,
+        )
+        return {t: n for t, n in rows}
+
+    async def attribute_count(self, tenant: str, attr: str) -> int:
+        return int(
+            await self.pool.fetchval(
+                "SELECT count(*) FROM entities WHERE tenant = $1 AND doc -> 'attrs' ? $2",
+                tenant,
+                attr,
+            )
+        )
+
+    async def summary(self, tenant: str) -> list[tuple[str, str | None, str | None, int]]:
+        rows = await self.pool.fetch(
+            "SELECT t, a.key, i ->> 'type', count(DISTINCT e.id) FROM entities e"
+            " CROSS JOIN unnest(e.types) t"
+            " LEFT JOIN LATERAL jsonb_each(e.doc -> 'attrs') a ON true"
+            " LEFT JOIN LATERAL jsonb_array_elements(a.value) i ON true"
+            " WHERE e.tenant = $1 GROUP BY 1, 2, 3",
+            tenant,
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
     async def _flush(self, conn: asyncpg.Connection, plan: Plan) -> None:
         tenant = plan.tenant
         gone = [i for i, e in plan.final.items() if e is None and plan.existed(i)]
@@ -122,87 +176,6 @@ class PostgresStore:
             await ensure_partitions(conn, datetime.now(UTC))
             self._month = at[:7]
         await history.append(conn, plan.records())
-
-    # -- the change log, cursors, subscriptions ---------------------------------------------------
-
-    async def changes_since(
-        self, seq: int, limit: int = 1000, before: bool = True
-    ) -> list[ChangeRecord]:
-        was = "before" if before else "CASE WHEN after IS NULL THEN before END"
-        rows = await self.pool.fetch(
-            f"SELECT seq, tenant, id, attrs, {was}, after, at FROM changes WHERE seq > $1"
-            " ORDER BY seq LIMIT $2",
-            seq,
-            limit,
-        )
-        return [
-            ChangeRecord(s, t, i, _load_json(a), _load_json(b), _load_json(f), at)
-            for s, t, i, a, b, f, at in rows
-        ]
-
-    async def last_change(self) -> int:
-        return int(await self.pool.fetchval("SELECT coalesce(max(seq), 0) FROM changes"))
-
-    async def cursor(self, name: str) -> int | None:
-        seq = await self.pool.fetchval("SELECT seq FROM cursors WHERE name = $1", name)
-        return int(seq) if seq is not None else None
-
-    async def set_cursor(self, name: str, seq: int) -> None:
-        await self.pool.execute(
-            "INSERT INTO cursors (name, seq) VALUES ($1, $2)"
-            " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
-            name,
-            seq,
-        )
-
-    async def put_subscription(
-        self, tenant: str, sub_id: str, doc: dict[str, Any], create: bool
-    ) -> bool:
-        text = orjson.dumps(doc).decode()
-        async with self.pool.acquire() as conn, conn.transaction():
-            if create:
-                done = await conn.execute(
-                    "INSERT INTO subscriptions (tenant, id, doc) VALUES ($1, $2, $3::jsonb)"
-                    " ON CONFLICT DO NOTHING",
-                    tenant,
-                    sub_id,
-                    text,
-                )
-            else:
-                done = await conn.execute(
-                    "UPDATE subscriptions SET doc = $3::jsonb WHERE tenant = $1 AND id = $2",
-                    tenant,
-                    sub_id,
-                    text,
-                )
-            made = done.endswith(" 1")
-            if made and create and tenant:
-                await conn.execute(
-                    "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    tenant,
-                    _now(),
-                )
-        return made
-
-    async def get_subscription(self, tenant: str, sub_id: str) -> dict[str, Any] | None:
-        doc = await self.pool.fetchval(
-            "SELECT doc FROM subscriptions WHERE tenant = $1 AND id = $2", tenant, sub_id
-        )
-        return orjson.loads(doc) if doc is not None else None
-
-    async def subscriptions(self, tenant: str | None = None) -> list[tuple[str, dict[str, Any]]]:
-        rows = await self.pool.fetch(
-            "SELECT tenant, doc FROM subscriptions WHERE $1::text IS NULL OR tenant = $1"
-            " ORDER BY tenant, id",
-            tenant,
-        )
-        return [(t, orjson.loads(doc)) for t, doc in rows]
-
-    async def delete_subscription(self, tenant: str, sub_id: str) -> bool:
-        done = await self.pool.execute(
-            "DELETE FROM subscriptions WHERE tenant = $1 AND id = $2", tenant, sub_id
-        )
-        return bool(done.endswith(" 1"))
 
 
 async def _load(conn: asyncpg.Connection, tenant: str, ids: list[str]) -> dict[str, bytes | None]:
@@ -243,9 +216,9 @@ async def _reindex(
     )
 
 
-def _load_json(text: str | None) -> Any:
-    return orjson.loads(text) if text is not None else None
-
-
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Absent(Exception):
+    """The entity of a single-attribute write does not exist."""

@@ -15,7 +15,7 @@ import pytest
 
 from citytwin.errors import AlreadyExists
 from citytwin.model.entity import Entity
-from citytwin.store.base import Change, MutateFn
+from citytwin.store.base import MISSING, Change, MutateFn
 from citytwin.store.postgres import PostgresStore
 from citytwin.store.sqlite import SqliteStore
 from tests.postgres import database, fresh_database, postgres_url  # noqa: F401 (fixtures)
@@ -145,6 +145,76 @@ async def test_concurrent_creations_of_one_entity_let_exactly_one_win(store: Any
     assert outcomes.count("created") == 1
     assert all(isinstance(o, AlreadyExists) for o in outcomes if o != "created")
     assert len(await store.changes_since(0)) == 1
+
+
+async def test_single_attribute_writes(store: Any) -> None:
+    await store.mutate("", [("urn:ngsi-ld:Sensor:1", create(sensor(1, 5)))])
+    start = await store.last_change()
+    name = "https://example.org/pm25"
+
+    def double(instances: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        assert instances is not None
+        instances[0]["value"] *= 2  # in place: the log must keep what it was
+        instances[0]["modifiedAt"] = LATER
+        return instances
+
+    assert await store.mutate_attribute("", "urn:ngsi-ld:Sensor:1", name, double, LATER) is None
+    entity = await store.get("", "urn:ngsi-ld:Sensor:1")
+    assert entity["attrs"][name][0]["value"] == 10 and entity["modifiedAt"] == LATER
+    [change] = await store.changes_since(start)
+    assert change.attrs == [name] and change.before["attrs"][name][0]["value"] == 5
+    gone = await store.mutate_attribute("", "urn:ngsi-ld:Sensor:1", name, lambda i: [], LATER)
+    assert gone is None and name not in (await store.get("", "urn:ngsi-ld:Sensor:1"))["attrs"]
+    missing = await store.mutate_attribute("", "urn:ngsi-ld:Sensor:9", name, double, LATER)
+    assert missing is MISSING
+    with pytest.raises(ZeroDivisionError):
+        await store.mutate_attribute("", "urn:ngsi-ld:Sensor:1", name, lambda i: [1 / 0], LATER)
+
+
+async def test_counts_and_summary(store: Any) -> None:
+    placed = sensor(2, 7)
+    placed["type"].append("https://example.org/Device")
+    placed["attrs"]["https://example.org/owner"] = [{"type": "Relationship", "object": "urn:x"}]
+    ops = [(e["id"], create(e)) for e in (sensor(1, 5), placed)]
+    await store.mutate("", ops)
+    assert await store.type_counts("") == {"https://example.org/Sensor": 2,
+                                           "https://example.org/Device": 1}  # fmt: skip
+    assert await store.attribute_count("", "https://example.org/owner") == 1
+    assert await store.attribute_count("", "https://example.org/pm25") == 2
+    assert await store.type_counts("elsewhere") == {}
+    summary = sorted(await store.summary(""))
+    assert summary == [
+        ("https://example.org/Device", "https://example.org/owner", "Relationship", 1),
+        ("https://example.org/Device", "https://example.org/pm25", "Property", 1),
+        ("https://example.org/Sensor", "https://example.org/owner", "Relationship", 1),
+        ("https://example.org/Sensor", "https://example.org/pm25", "Property", 2),
+    ]
+
+
+async def test_the_log_is_searched_and_pruned(store: Any) -> None:
+    await store.mutate("", [("urn:ngsi-ld:Sensor:1", create(sensor(1, 5)))])
+    await store.mutate("", [("urn:ngsi-ld:Sensor:1", set_pm25(8, LATER))])
+    await store.mutate("", [("urn:ngsi-ld:Sensor:2", create(sensor(2, 5)))])
+    first, second, third = (c.seq for c in await store.changes_since(0))
+    found = await store.changes_touching(first, third, ["example.org/pm25", "nothing"])
+    assert [c.seq for c in found] == [second, third]
+    assert await store.changes_touching(0, third, ["nothing"]) == []
+    assert await store.prune_changes(second) == 2
+    assert [c.seq for c in await store.changes_since(0)] == [third]
+
+
+async def test_provisioning(store: Any) -> None:
+    version = await store.provisioning_version()
+    group = ("city", "/\x1fk", {"apikey": "k"})
+    assert await store.provision("group", [group], create=True)
+    assert not await store.provision("group", [group, ("city", "other", {})], create=True)
+    assert [k for _, k, _ in await store.provisioned("group")] == [group[1]]  # nothing half-made
+    assert await store.provision("group", [("city", group[1], {"apikey": "j"})], create=False)
+    assert await store.provisioned("group") == [("city", group[1], {"apikey": "j"})]
+    assert not await store.provision("group", [("city", "missing", {})], create=False)
+    assert await store.unprovision("group", "city", [group[1], "missing"]) == 1
+    assert await store.provisioned("group") == []
+    assert await store.provisioning_version() > version
 
 
 async def test_postgres_keeps_history_rollups_and_geometries(database: str) -> None:  # noqa: F811

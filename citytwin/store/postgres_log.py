@@ -1,0 +1,134 @@
+"""The PostgreSQL store's change log (the notifier's outbox), cursors and subscriptions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from citytwin.store.base import ChangeRecord
+from citytwin.store.sqlite_changes import PRUNE_CHUNK
+
+
+class LogMixin:
+    pool: asyncpg.Pool
+
+    async def changes_since(
+        self, seq: int, limit: int = 1000, before: bool = True
+    ) -> list[ChangeRecord]:
+        was = "before" if before else "CASE WHEN after IS NULL THEN before END"
+        rows = await self.pool.fetch(
+            f"SELECT seq, tenant, id, attrs, {was}, after, at FROM changes WHERE seq > $1"
+            " ORDER BY seq LIMIT $2",
+            seq,
+            limit,
+        )
+        return _records(rows)
+
+    async def last_change(self) -> int:
+        return int(await self.pool.fetchval("SELECT coalesce(max(seq), 0) FROM changes"))
+
+    async def cursor(self, name: str) -> int | None:
+        seq = await self.pool.fetchval("SELECT seq FROM cursors WHERE name = $1", name)
+        return int(seq) if seq is not None else None
+
+    async def set_cursor(self, name: str, seq: int) -> None:
+        await self.pool.execute(
+            "INSERT INTO cursors (name, seq) VALUES ($1, $2)"
+            " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+            name,
+            seq,
+        )
+
+    async def put_subscription(
+        self, tenant: str, sub_id: str, doc: dict[str, Any], create: bool
+    ) -> bool:
+        text = orjson.dumps(doc).decode()
+        async with self.pool.acquire() as conn, conn.transaction():
+            if create:
+                done = await conn.execute(
+                    "INSERT INTO subscriptions (tenant, id, doc) VALUES ($1, $2, $3::jsonb)"
+                    " ON CONFLICT DO NOTHING",
+                    tenant,
+                    sub_id,
+                    text,
+                )
+            else:
+                done = await conn.execute(
+                    "UPDATE subscriptions SET doc = $3::jsonb WHERE tenant = $1 AND id = $2",
+                    tenant,
+                    sub_id,
+                    text,
+                )
+            made = done.endswith(" 1")
+            if made and create and tenant:
+                await conn.execute(
+                    "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    tenant,
+                    _now(),
+                )
+        return made
+
+    async def get_subscription(self, tenant: str, sub_id: str) -> dict[str, Any] | None:
+        doc = await self.pool.fetchval(
+            "SELECT doc FROM subscriptions WHERE tenant = $1 AND id = $2", tenant, sub_id
+        )
+        return orjson.loads(doc) if doc is not None else None
+
+    async def subscriptions(self, tenant: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        rows = await self.pool.fetch(
+            "SELECT tenant, doc FROM subscriptions WHERE $1::text IS NULL OR tenant = $1"
+            " ORDER BY tenant, id",
+            tenant,
+        )
+        return [(t, orjson.loads(doc)) for t, doc in rows]
+
+    async def delete_subscription(self, tenant: str, sub_id: str) -> bool:
+        done = await self.pool.execute(
+            "DELETE FROM subscriptions WHERE tenant = $1 AND id = $2", tenant, sub_id
+        )
+        return bool(done.endswith(" 1"))
+
+    async def changes_touching(self, seq: int, upto: int, needles: list[str]) -> list[ChangeRecord]:
+        """Changes in (seq, upto] whose touched attributes (or whole new state) hold a needle."""
+        rows = await self.pool.fetch(
+            "SELECT seq, tenant, id, attrs, before, after, at FROM changes c"
+            " WHERE seq > $1 AND seq <= $2 AND after IS NOT NULL AND EXISTS"
+            " (SELECT 1 FROM unnest($3::text[]) n WHERE strpos(coalesce(c.attrs, c.after), n) > 0)"
+            " ORDER BY seq",
+            seq,
+            upto,
+            needles,
+        )
+        return _records(rows)
+
+    async def prune_changes(self, below: int) -> int:
+        """Forget changes up to `below`, a chunk a transaction."""
+        total = 0
+        while True:
+            done = await self.pool.execute(
+                "DELETE FROM changes WHERE seq IN"
+                " (SELECT seq FROM changes WHERE seq <= $1 ORDER BY seq LIMIT $2)",
+                below,
+                PRUNE_CHUNK,
+            )
+            count = int(done.rsplit(" ", 1)[1])
+            total += count
+            if count < PRUNE_CHUNK:
+                return total
+
+
+def _records(rows: list[Any]) -> list[ChangeRecord]:
+    return [
+        ChangeRecord(s, t, i, _json(a), _json(b), _json(f), at) for s, t, i, a, b, f, at in rows
+    ]
+
+
+def _json(text: str | None) -> Any:
+    return orjson.loads(text) if text is not None else None
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
