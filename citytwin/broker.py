@@ -394,8 +394,9 @@ def _outcome(fn: Callable[[Entity], update.Outcome], fragment: Entity) -> Mutate
 
 def _only(fragment: Entity, fn: Callable[[Entity], Change]) -> Callable[[Entity], Change]:
     """A write of a fragment's attributes: when it changes neither types nor scope, the change
-    names the attributes and how they were, so that the store logs and works out the history
-    of those alone (not of the whole entity)."""
+    names the attributes it changed and how they were, so that the store logs and works out the
+    history of those alone (not of the whole entity), and readers of the log (commands) see
+    only what was written."""
 
     def run(current: Entity) -> Change:
         names = list(fragment["attrs"])
@@ -403,7 +404,9 @@ def _only(fragment: Entity, fn: Callable[[Entity], Change]) -> Callable[[Entity]
         types = list(current["type"])
         change = fn(current)
         if "scope" not in fragment and change.entity and change.entity["type"] == types:
-            change.touched = (names, was)
+            after = change.entity["attrs"]  # what noOverwrite kept as it was is not touched
+            changed = [n for n in names if was.get(n) != after.get(n)]
+            change.touched = (changed, {n: was[n] for n in changed if n in was})
         return change
 
     return run

@@ -82,8 +82,9 @@ async def events(
                 seq = changes[-1].seq
             if data:
                 yield _event(last, data, stream_id)
-            if len(changes) == CHUNK:
-                continue  # more are waiting
+            if len(changes) == CHUNK:  # more are waiting: read on, letting others run between
+                await asyncio.sleep(0)
+                continue
             try:
                 await asyncio.wait_for(wake.wait(), HEARTBEAT)
             except TimeoutError:

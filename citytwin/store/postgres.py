@@ -27,6 +27,12 @@ from citytwin.store.postgres_log import LogMixin
 from citytwin.store.postgres_schema import ensure_partitions, migrate
 
 RETRIES = 5  # a write that meets a concurrent creation of the same entity starts again
+RETRIED = (
+    asyncpg.UniqueViolationError,  # another writer created one of the entities first
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+LOG_LOCK = 0x6374636C  # the advisory lock that orders the change log's numbers
 
 
 class PostgresStore(LogMixin, DevicesMixin):
@@ -71,13 +77,14 @@ class PostgresStore(LogMixin, DevicesMixin):
 
     async def mutate(self, tenant: str, ops: Sequence[tuple[str, MutateFn]]) -> list[Any]:
         ids = sorted(dict.fromkeys(i for i, _ in ops))
+        await self._partitions()
         for attempt in range(RETRIES):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
                     plan = Plan(tenant, await _load(conn, tenant, ids))
                     results = plan.apply(ops)
                     await self._flush(conn, plan)
-            except asyncpg.UniqueViolationError:
+            except RETRIED:
                 if attempt == RETRIES - 1:
                     raise
                 continue
@@ -85,6 +92,15 @@ class PostgresStore(LogMixin, DevicesMixin):
                 callback()
             return results
         raise AssertionError("unreachable")
+
+    async def _partitions(self) -> None:
+        """The history partitions of this month and the next, made in a transaction of their
+        own (creating one locks the history table) once a month per process."""
+        month = f"{datetime.now(UTC):%Y-%m}"
+        if month != self._month:
+            async with self.pool.acquire() as conn:
+                await ensure_partitions(conn, datetime.now(UTC))
+            self._month = month
 
     async def mutate_attribute(
         self, tenant: str, entity_id: str, name: str, fn: AttributeFn, modified_at: str
@@ -152,8 +168,10 @@ class PostgresStore(LogMixin, DevicesMixin):
             await conn.execute(
                 "DELETE FROM entities WHERE tenant = $1 AND id = ANY($2::text[])", tenant, gone
             )
-        rows = [(e["type"], plan.doc(i), e["createdAt"], e["modifiedAt"], tenant, i)
-                for i, e in written]  # fmt: skip
+        rows = [
+            (e["type"], plan.doc(i), e["createdAt"], e["modifiedAt"], tenant, i)
+            for i, e in sorted(written)
+        ]  # fmt: skip (in id order: no deadlock on inserts)
         await conn.executemany(  # what was not there: a plain insert, so that a concurrent
             "INSERT INTO entities (types, raw, created_at, modified_at, tenant, id)"
             " VALUES ($1, $2, $3, $4, $5, $6)",  # creation fails this write, which starts again
@@ -165,17 +183,17 @@ class PostgresStore(LogMixin, DevicesMixin):
             [r for r in rows if plan.existed(r[5])],
         )
         await _reindex(conn, tenant, plan.reindexed())
-        at = _now()
+        await history.forget(conn, tenant, sorted(plan.deleted))
+        await history.append(conn, plan.records())
+        # last, and in turn: a change's number is taken when its row is written, so writers
+        # hold this lock from then to their commit, and numbers are committed in order (a
+        # reader that has seen number n has seen every number below it)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOG_LOCK)
         await conn.executemany(
             "INSERT INTO changes (tenant, id, attrs, before, after, at)"
             " VALUES ($1, $2, $3, $4, $5, $6)",
-            list(plan.changes(at)),
+            list(plan.changes(_now())),
         )
-        await history.forget(conn, tenant, sorted(plan.deleted))
-        if at[:7] != self._month:  # a new month: its partition first
-            await ensure_partitions(conn, datetime.now(UTC))
-            self._month = at[:7]
-        await history.append(conn, plan.records())
 
 
 async def _load(conn: asyncpg.Connection, tenant: str, ids: list[str]) -> dict[str, bytes | None]:

@@ -136,13 +136,16 @@ async def migrate(conn: asyncpg.Connection) -> int:
 
 
 async def ensure_partitions(conn: asyncpg.Connection, when: datetime) -> None:
-    """The history partitions of the month of `when` and the next one."""
-    for start, end in (_month(when, 0), _month(when, 1)):
-        name = f"history_{start:%Y_%m}"
-        await conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF history"
-            f" FOR VALUES FROM ({_micros(start)}) TO ({_micros(end)})"
-        )
+    """The history partitions of the month of `when` and the next one, under the migrations'
+    lock (two processes meeting a new month would otherwise both create its partition)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK)
+        for start, end in (_month(when, 0), _month(when, 1)):
+            name = f"history_{start:%Y_%m}"
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF history"
+                f" FOR VALUES FROM ({_micros(start)}) TO ({_micros(end)})"
+            )
 
 
 def _month(when: datetime, ahead: int) -> tuple[datetime, datetime]:

@@ -281,6 +281,19 @@ async def test_polling_http_device_gets_and_answers_commands(iot: httpx.AsyncCli
     assert body["greet_info"]["value"] == "done"
     again = await iot.get("/iot/json", params={"k": "museum-key", "i": "guide-1", "getCmd": "1"})
     assert again.json() == {}
+    # an append that names the command but keeps it (noOverwrite) issues nothing (a review
+    # found the command sent again, when writes began to name the attributes they touch)
+    kept = {"greet": {"type": "Property", "value": "ignored"}, "note": {"type": "Property",
+            "value": 1}}  # fmt: skip
+    appended = await iot.post(f"{NGSI}/entities/{ROBOT}/attrs", params={"options": "noOverwrite"},
+                              headers=TENANT, json=kept)  # fmt: skip
+    assert appended.status_code == 207
+    await until(iot, "note", 1)
+    await asyncio.sleep(0.5)  # the command watcher polls every 10 ms
+    body = await until(iot, "greet_status", "OK")
+    assert body["greet"]["value"] == "hello"
+    polled = await iot.get("/iot/json", params={"k": "museum-key", "i": "guide-1", "getCmd": "1"})
+    assert polled.json() == {}
 
 
 async def until(iot: httpx.AsyncClient, attr: str, value: Any, timeout: float = 10) -> dict:
