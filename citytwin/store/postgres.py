@@ -11,6 +11,7 @@ and works on what it read; a concurrent creation of the same entity makes it sta
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,11 +21,12 @@ import orjson
 
 from citytwin.model.entity import Entity
 from citytwin.store import postgres_history as history
-from citytwin.store.base import MISSING, AttributeFn, Change, Missing, MutateFn
+from citytwin.store.base import MISSING, AttributeFn, Change, Missing, MutateFn, Query
 from citytwin.store.plan import Plan
 from citytwin.store.postgres_devices import DevicesMixin
 from citytwin.store.postgres_log import LogMixin
 from citytwin.store.postgres_schema import ensure_partitions, migrate
+from citytwin.store.sqlite_query import entity_matches, register
 
 RETRIES = 5  # a write that meets a concurrent creation of the same entity starts again
 RETRIED = (
@@ -44,6 +46,8 @@ class PostgresStore(LogMixin, DevicesMixin):
         self._pool: asyncpg.Pool | None = None
         self._watchers: list[Callable[[], None]] = []
         self._month = ""
+        self._judge = sqlite3.connect(":memory:", check_same_thread=False)
+        register(self._judge)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -59,6 +63,11 @@ class PostgresStore(LogMixin, DevicesMixin):
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+    def entity_matches(self, tenant: str, entity: Entity, query: Query) -> bool:
+        """idPattern, q and scopeQ on one entity: SQLite's compiled SQL over a one-row table
+        in memory, so that both stores judge an entity the same way."""
+        return entity_matches(self._judge, tenant, entity, query)
 
     def watch(self, callback: Callable[[], None]) -> None:
         """Call back after each commit of this process."""

@@ -15,7 +15,8 @@ import pytest
 
 from citytwin.errors import AlreadyExists
 from citytwin.model.entity import Entity
-from citytwin.store.base import MISSING, Change, MutateFn
+from citytwin.model.query import expand, parse_q, parse_scope_q
+from citytwin.store.base import MISSING, Change, MutateFn, Query
 from citytwin.store.postgres import PostgresStore
 from citytwin.store.sqlite import SqliteStore
 from tests.postgres import database, fresh_database, postgres_url  # noqa: F401 (fixtures)
@@ -215,6 +216,36 @@ async def test_provisioning(store: Any) -> None:
     assert await store.unprovision("group", "city", [group[1], "missing"]) == 1
     assert await store.provisioned("group") == []
     assert await store.provisioning_version() > version
+
+
+async def test_one_entity_is_judged_by_id_pattern_q_and_scope(store: Any) -> None:
+    """What the notifier and the stream ask of a change's entity, stored or not."""
+    entity = {**sensor(4, 42), "scope": ["/Shanghai/Pudong"]}
+    name = lambda n: "https://example.org/" + n  # noqa: E731
+
+    def query(**parts: Any) -> Query:
+        q = expand(parse_q(parts.pop("q")), name) if "q" in parts else None
+        scope = parse_scope_q(parts.pop("scope")) if "scope" in parts else None
+        return Query(q=q, scope_q=scope, **parts)
+
+    judged = {
+        "everything": query(),
+        "pm25>40": query(q="pm25>40"),
+        "pm25>50": query(q="pm25>50"),
+        "pm25==42;pm25<43": query(q="pm25==42;pm25<43"),
+        'pm25=="42"': query(q='pm25=="42"'),  # a number never matches a string
+        "humidity": query(q="humidity"),
+        "scope /Shanghai/#": query(scope="/Shanghai/#"),
+        "scope /Beijing": query(scope="/Beijing"),
+        "idPattern :4$": query(id_pattern=":4$"),
+        "idPattern :5$": query(id_pattern=":5$"),
+    }
+    verdicts = {label: store.entity_matches("", entity, q) for label, q in judged.items()}
+    assert verdicts == {
+        "everything": True, "pm25>40": True, "pm25>50": False, "pm25==42;pm25<43": True,
+        "pm25==\"42\"": False, "humidity": False, "scope /Shanghai/#": True,
+        "scope /Beijing": False, "idPattern :4$": True, "idPattern :5$": False,
+    }  # fmt: skip
 
 
 async def test_postgres_keeps_history_rollups_and_geometries(database: str) -> None:  # noqa: F811
