@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import queue
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,11 +47,19 @@ class Device:
     def __init__(self, port: int, device_id: str = "guide-1") -> None:
         self.device_id = device_id
         self.commands: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device_id)
         self.client.on_message = lambda c, u, msg: self.commands.put(orjson.loads(msg.payload))
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(f"/{APIKEY}/{device_id}/cmd", qos=1)
         self.client.loop_start()
+
+    async def ready(self) -> None:
+        """Subscribed to its commands (a command sent before that is lost: QoS 1 keeps
+        nothing for a subscription that does not exist yet). Off the event loop: the embedded
+        broker runs on it."""
+        assert await asyncio.to_thread(self.subscribed.wait, 10), "no SUBACK"
 
     async def measure(self, payload: Any, qos: int = 1, topic: str | None = None) -> None:
         data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
@@ -62,6 +71,7 @@ class Device:
 
     async def _publish(self, topic: str, data: bytes, qos: int) -> None:
         """Off the event loop: the embedded broker runs on it and must answer meanwhile."""
+        await self.ready()
         info = self.client.publish(topic, data, qos=qos)
         await asyncio.to_thread(info.wait_for_publish, 5)
         assert info.is_published()
@@ -173,6 +183,7 @@ async def test_unanswered_command_expires(twin_app: httpx.AsyncClient, broker_po
     iot = twin_app
     await provision(iot)
     with device(broker_port) as d:
+        await d.ready()
         await command(iot, "goTo", "exit")
         assert await next_command(d) == {"goTo": "exit"}
         await until(iot, "goTo_status", "EXPIRED")
