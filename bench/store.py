@@ -49,15 +49,17 @@ def create(entity: dict[str, Any]) -> MutateFn:
     return lambda current: Change(entity, "created")
 
 
-def update(value: float, at: str) -> MutateFn:
+def update(value: float, at: str, name: str = PM25) -> MutateFn:
+    """A write of one attribute's value, naming what it touched (as the broker's writes do)."""
+
     def fn(current: dict[str, Any] | None) -> Change:
         assert current is not None
-        was = {PM25: current["attrs"][PM25]}
+        was = {name: current["attrs"][name]}
         instance = {"type": "Property", "value": value, "observedAt": at,
                     "createdAt": current["createdAt"], "modifiedAt": at}  # fmt: skip
-        current["attrs"][PM25] = [instance]
+        current["attrs"][name] = [instance]
         current["modifiedAt"] = at
-        return Change(current, "updated", touched=([PM25], was))
+        return Change(current, "updated", touched=([name], was))
 
     return fn
 
@@ -157,11 +159,11 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         print("SQLite...", flush=True)
-        results["SQLite"] = (asyncio.run(_sqlite(str(Path(tmp) / "s.db"), args)),
+        results["SQLite"] = (asyncio.run(_measured(SqliteStore(str(Path(tmp) / "s.db")), args)),
                              raw_sqlite(str(Path(tmp) / "raw.db"), args))  # fmt: skip
     with postgres(durable=True) as url:
         print("PostgreSQL...", flush=True)
-        results["PostgreSQL"] = (asyncio.run(_postgres(url, args)),
+        results["PostgreSQL"] = (asyncio.run(_measured(PostgresStore(url), args)),
                                  asyncio.run(raw_postgres(url, args)))  # fmt: skip
     print(f"\ncitytwin store write path: {args.entities:,} entities updated {args.rounds} times,"
           f" {args.batch:,} a transaction, in-process (no HTTP)")  # fmt: skip
@@ -170,17 +172,7 @@ def main() -> None:
         print(f"{name:<12} {store:>11,.0f} {raw:>12,.0f} {store / raw:>6.2f}")
 
 
-async def _sqlite(path: str, args: argparse.Namespace) -> float:
-    store = SqliteStore(path)
-    await store.open()
-    try:
-        return await through(store, args)
-    finally:
-        await store.close()
-
-
-async def _postgres(url: str, args: argparse.Namespace) -> float:
-    store = PostgresStore(url)
+async def _measured(store: Any, args: argparse.Namespace) -> float:
     await store.open()
     try:
         return await through(store, args)

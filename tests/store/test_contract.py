@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bench.store import update
 from citytwin.errors import AlreadyExists
 from citytwin.model.entity import Entity
 from citytwin.model.query import expand, parse_q, parse_scope_q
@@ -59,17 +60,7 @@ def create(entity: Entity) -> MutateFn:
 
 
 def set_pm25(value: float, at: str) -> MutateFn:
-    def fn(current: Entity | None) -> Change:
-        assert current is not None
-        name = "https://example.org/pm25"
-        was = {name: current["attrs"][name]}
-        instance = {"type": "Property", "value": value, "observedAt": at,
-                    "createdAt": current["createdAt"], "modifiedAt": at}  # fmt: skip
-        current["attrs"][name] = [instance]
-        current["modifiedAt"] = at
-        return Change(current, "updated", touched=([name], was))
-
-    return fn
+    return update(value, at, "https://example.org/pm25")
 
 
 def boom(current: Entity | None) -> Change:
