@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -25,14 +24,11 @@ from citytwin.model.context import (
     is_core_context_url,
     load_core_document,
 )
+from citytwin.model.times import now_iso
 
 MAX_DEPTH = 8
 HOSTED, CACHED, IMPLICIT = "Hosted", "Cached", "ImplicitlyCreated"
 PATH = "/ngsi-ld/v1/jsonldContexts/"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -43,7 +39,7 @@ class ContextEntry:
     local_id: str
     kind: str
     document: dict[str, Any]
-    created_at: str = field(default_factory=_now)
+    created_at: str = field(default_factory=now_iso)
     hits: int = 0
     last_used: str | None = None
 
@@ -61,7 +57,7 @@ class ContextEntry:
 
     def hit(self) -> None:
         self.hits += 1
-        self.last_used = _now()
+        self.last_used = now_iso()
 
 
 @dataclass

@@ -7,7 +7,6 @@ the @context the subscription was made with, so that notifications speak the sub
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -16,6 +15,7 @@ from citytwin.model.context import Context
 from citytwin.model.entity import expand_name
 from citytwin.model.geo import parse_geo_query
 from citytwin.model.query import parse_q, parse_scope_q, parse_types, regex_error, type_names
+from citytwin.model.times import now_iso
 from citytwin.model.validate import check_datetime, check_uri, is_uri
 
 TRIGGERS = frozenset({
@@ -38,8 +38,7 @@ _NOTIFICATION = {"attributes", "format", "endpoint", "sysAttrs", "showChanges", 
                  "pick", "omit", "join", "joinLevel"}  # fmt: skip
 
 
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+now = now_iso  # (the name the notifier and the stream use)
 
 
 def parse_subscription(body: Any, ctx: Context, context_url: str) -> dict[str, Any]:

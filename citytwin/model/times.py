@@ -19,6 +19,11 @@ LAST = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
 _MICROS: dict[str, int] = {}
 
 
+def now_iso() -> str:
+    """This instant as an NGSI-LD DateTime (UTC, microseconds)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def to_micros(text: str) -> int:
     """An ISO 8601 DateTime as microseconds since the epoch (no zone given: UTC)."""
     cached = _MICROS.get(text)

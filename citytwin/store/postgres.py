@@ -20,6 +20,7 @@ import asyncpg
 import orjson
 
 from citytwin.model.entity import Entity
+from citytwin.model.times import now_iso
 from citytwin.store import postgres_history as history
 from citytwin.store.base import MISSING, AttributeFn, Change, Missing, MutateFn, Query
 from citytwin.store.plan import Plan
@@ -93,14 +94,13 @@ class PostgresStore(LogMixin, DevicesMixin):
                     plan = Plan(tenant, await _load(conn, tenant, ids))
                     results = plan.apply(ops)
                     await self._flush(conn, plan)
+                break
             except RETRIED:
                 if attempt == RETRIES - 1:
                     raise
-                continue
-            for callback in self._watchers:
-                callback()
-            return results
-        raise AssertionError("unreachable")
+        for callback in self._watchers:
+            callback()
+        return results
 
     async def _partitions(self) -> None:
         """The history partitions of this month and the next, made in a transaction of their
@@ -171,7 +171,7 @@ class PostgresStore(LogMixin, DevicesMixin):
             await conn.execute(
                 "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 tenant,
-                _now(),
+                now_iso(),
             )
         if gone:
             await conn.execute(
@@ -201,7 +201,7 @@ class PostgresStore(LogMixin, DevicesMixin):
         await conn.executemany(
             "INSERT INTO changes (tenant, id, attrs, before, after, at)"
             " VALUES ($1, $2, $3, $4, $5, $6)",
-            list(plan.changes(_now())),
+            list(plan.changes(now_iso())),
         )
 
 
@@ -241,10 +241,6 @@ async def _reindex(
         " ON CONFLICT DO NOTHING",
         rows,
     )
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class _Absent(Exception):

@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from citytwin.store.postgres_schema import affected
 from citytwin.store.sqlite_devices import VERSION
 
 
@@ -36,7 +37,7 @@ class DevicesMixin:
             done = 0
             for tenant, key, doc in items:
                 status = await conn.execute(sql, orjson.dumps(doc).decode(), kind, tenant, key)
-                done += int(status.rsplit(" ", 1)[1])
+                done += affected(status)
             if done != len(items):
                 await transaction.rollback()
                 return False
@@ -53,7 +54,7 @@ class DevicesMixin:
                 keys,
             )
             await _bump(conn)
-        return int(status.rsplit(" ", 1)[1])
+        return affected(status)
 
     async def provisioning_version(self) -> int:
         """A number that changes with every provisioning write (other workers' too)."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import orjson
 
+from citytwin.model.times import now_iso
 from citytwin.store.base import ChangeRecord
+from citytwin.store.postgres_schema import affected
 from citytwin.store.sqlite_changes import PRUNE_CHUNK
 
 
@@ -62,12 +63,12 @@ class LogMixin:
                     sub_id,
                     text,
                 )
-            made = done.endswith(" 1")
+            made = affected(done) == 1
             if made and create and tenant:
                 await conn.execute(
                     "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                     tenant,
-                    _now(),
+                    now_iso(),
                 )
         return made
 
@@ -89,7 +90,7 @@ class LogMixin:
         done = await self.pool.execute(
             "DELETE FROM subscriptions WHERE tenant = $1 AND id = $2", tenant, sub_id
         )
-        return bool(done.endswith(" 1"))
+        return affected(done) == 1
 
     async def changes_touching(self, seq: int, upto: int, needles: list[str]) -> list[ChangeRecord]:
         """Changes in (seq, upto] whose touched attributes (or whole new state) hold a needle."""
@@ -114,7 +115,7 @@ class LogMixin:
                 below,
                 PRUNE_CHUNK,
             )
-            count = int(done.rsplit(" ", 1)[1])
+            count = affected(done)
             total += count
             if count < PRUNE_CHUNK:
                 return total
@@ -128,7 +129,3 @@ def _records(rows: list[Any]) -> list[ChangeRecord]:
 
 def _json(text: str | None) -> Any:
     return orjson.loads(text) if text is not None else None
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

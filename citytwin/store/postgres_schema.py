@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from citytwin.model.times import now_iso
+
 MIGRATIONS: list[str] = [
     # 1: entities, their types and geometries, tenants
     """
@@ -127,7 +129,7 @@ async def migrate(conn: asyncpg.Connection) -> int:
             async with conn.transaction():
                 await conn.execute(sql)
                 await conn.execute(
-                    "INSERT INTO migrations (version, at) VALUES ($1, $2)", version, _now()
+                    "INSERT INTO migrations (version, at) VALUES ($1, $2)", version, now_iso()
                 )
         await ensure_partitions(conn, datetime.now(UTC))
         return len(MIGRATIONS)
@@ -159,5 +161,6 @@ def _micros(when: datetime) -> int:
     return int(when.timestamp()) * 1_000_000
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def affected(status: str) -> int:
+    """The rows a statement touched, from asyncpg's status text ("UPDATE 3", "INSERT 0 1")."""
+    return int(status.rsplit(" ", 1)[1])

@@ -13,12 +13,12 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from citytwin.model.history import derive, shape
+from citytwin.model.times import now_iso
 from citytwin.store import sqlite_history as history
 from citytwin.store.base import (
     MISSING,
@@ -52,10 +52,6 @@ def connect(
     conn.execute("PRAGMA busy_timeout=30000")
     register(conn)
     return conn
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class _Writer(threading.Thread):
@@ -241,7 +237,7 @@ class SqliteStore(LogMixin, TimelineMixin, DevicesMixin):
             ).fetchone()
             before = _partial_before(entity_id, name, row[0])
             touched = orjson.dumps([name]).decode()
-            record(conn, [(tenant, entity_id, touched, before, after, _now())])
+            record(conn, [(tenant, entity_id, touched, before, after, now_iso())])
             state = {"attrs": {name: instances} if instances else {}, "modifiedAt": modified_at}
             records = derive(tenant, entity_id, was, state, modified_at)
             history.append(conn, records)
@@ -291,7 +287,7 @@ class SqliteStore(LogMixin, TimelineMixin, DevicesMixin):
             )
             reindex(conn, tenant, dict.fromkeys(ids))
             history.forget(conn, tenant, ids)
-            at = _now()
+            at = now_iso()
             record(conn, [(tenant, i, None, doc, None, at) for i, doc in docs])
             return len(ids)
 
@@ -351,7 +347,7 @@ class _Batch:
         if inserts and self.tenant:
             self.conn.execute(
                 "INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)",
-                (self.tenant, _now()),
+                (self.tenant, now_iso()),
             )
         self.conn.executemany("DELETE FROM entities WHERE tenant = ? AND id = ?", deletes)
         self.conn.executemany(
@@ -366,6 +362,6 @@ class _Batch:
         )
         new = frozenset(i for i in plan.final if not plan.existed(i))
         reindex(self.conn, self.tenant, plan.reindexed(), new)
-        record(self.conn, list(plan.changes(_now())))
+        record(self.conn, list(plan.changes(now_iso())))
         history.forget(self.conn, self.tenant, plan.deleted)
         history.append(self.conn, plan.records())

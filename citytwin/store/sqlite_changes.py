@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from citytwin.model.times import now_iso
 from citytwin.store.base import ChangeRecord
 
 V3 = """
@@ -86,10 +86,6 @@ def _records(rows: list[Any]) -> list[ChangeRecord]:
         )
         for seq_, tenant, entity_id, attrs, before, after, at in rows
     ]
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _load(text: str | None) -> Any:
@@ -166,7 +162,7 @@ class LogMixin:
             if done and create and tenant:
                 conn.execute(
                     "INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)",
-                    (tenant, _now()),
+                    (tenant, now_iso()),
                 )
             return done
 
