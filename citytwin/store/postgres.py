@@ -26,7 +26,9 @@ from citytwin.store.base import MISSING, AttributeFn, Change, Missing, MutateFn,
 from citytwin.store.plan import Plan
 from citytwin.store.postgres_devices import DevicesMixin
 from citytwin.store.postgres_log import LogMixin
+from citytwin.store.postgres_notify import NotifyMixin
 from citytwin.store.postgres_schema import ensure_partitions, migrate
+from citytwin.store.postgres_timeline import TimelineMixin
 from citytwin.store.sqlite_query import entity_matches, register
 
 RETRIES = 5  # a write that meets a concurrent creation of the same entity starts again
@@ -38,7 +40,7 @@ RETRIED = (
 LOG_LOCK = 0x6374636C  # the advisory lock that orders the change log's numbers
 
 
-class PostgresStore(LogMixin, DevicesMixin):
+class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
     """Entities of every tenant in one PostgreSQL database."""
 
     def __init__(self, url: str, pool_size: int = 8) -> None:
@@ -59,8 +61,10 @@ class PostgresStore(LogMixin, DevicesMixin):
         self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
         async with self.pool.acquire() as conn:
             await migrate(conn)
+        await self._listen()
 
     async def close(self) -> None:
+        await self._unlisten()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -69,10 +73,6 @@ class PostgresStore(LogMixin, DevicesMixin):
         """idPattern, q and scopeQ on one entity: SQLite's compiled SQL over a one-row table
         in memory, so that both stores judge an entity the same way."""
         return entity_matches(self._judge, tenant, entity, query)
-
-    def watch(self, callback: Callable[[], None]) -> None:
-        """Call back after each commit of this process."""
-        self._watchers.append(callback)
 
     async def tenant_exists(self, tenant: str) -> bool:
         if tenant == "":
@@ -98,8 +98,7 @@ class PostgresStore(LogMixin, DevicesMixin):
             except RETRIED:
                 if attempt == RETRIES - 1:
                     raise
-        for callback in self._watchers:
-            callback()
+        self._committed()
         return results
 
     async def _partitions(self) -> None:
