@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from citytwin.settings import Settings
+from citytwin.store import is_postgres
 
 
 class _DefaultServe(click.Group):
@@ -28,7 +29,12 @@ class _DefaultServe(click.Group):
 
 @click.group(cls=_DefaultServe, invoke_without_command=True)
 @click.option("--get", "get_path", metavar="PATH", help="Answer one GET in-process and print it.")
-@click.option("--db", "database", default=None, help="SQLite file (default citytwin.db).")
+@click.option(
+    "--db",
+    "database",
+    default=None,
+    help="SQLite file (default citytwin.db) or postgresql://user@host:port/database.",
+)
 @click.pass_context
 def main(ctx: click.Context, get_path: str | None, database: str | None) -> None:
     """citytwin: a digital twin of a city behind an NGSI-LD API."""
@@ -91,7 +97,9 @@ def _serve_options(fn: Callable[..., None]) -> Callable[..., None]:
 @main.command()
 @_serve_options
 def serve(db_path: str | None = None, **options: Any) -> None:
-    """Run the broker on DB_PATH (a SQLite file, created if missing; default citytwin.db)."""
+    """Run the broker on DB_PATH: a SQLite file (created if missing; default citytwin.db), or
+    a PostgreSQL database with PostGIS, postgresql://user@host:port/database (migrated at
+    start; several servers on several machines may share one)."""
     _run(_settings(database=db_path, **options))
 
 
@@ -170,6 +178,8 @@ def _mqtt(settings: Settings) -> str:
 
 
 def _check_database(path: str) -> None:
+    if is_postgres(path):
+        return  # the store says what is wrong with it when it connects
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise click.ClickException(f"folder {folder} does not exist")

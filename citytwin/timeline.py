@@ -233,7 +233,7 @@ async def retain(store: Store, days: float, every: float = RETENTION_EVERY) -> N
     if days <= 0:
         return
     while True:
-        if store.try_lease("retention"):
+        if await store.try_lease("retention"):
             cutoff = to_micros(now()) - int(days * 86_400 * 1_000_000)
             dropped = await store.prune_history(cutoff)
             if dropped:

@@ -84,6 +84,7 @@ class Commands:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.aclose()
+            self.http = None  # a worker that leads again makes a new client
 
     # -- finding commands in the change log ------------------------------------------------------
 

@@ -60,25 +60,42 @@ class DeviceLink:
         self.port = port
         self.server: MqttServer | None = None
         self.client: MqttClient | None = None
+        self.slot: int | None = None  # the lease naming this worker's MQTT session
+        self.leading = False
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.store.watch(lambda: loop.call_soon_threadsafe(self.gateway.commands.wake.set))
-        if self.store.try_lease(LEASE):
+        if await self.store.try_lease(LEASE):
             await self._lead()
-        else:
-            self.task = asyncio.create_task(self._await_lease())
         if self.mqtt != "off":
             await self._connect()
+        self.task = asyncio.create_task(self._keep_leases())
 
-    async def _await_lease(self) -> None:
-        while not self.store.try_lease(LEASE):
+    async def _keep_leases(self) -> None:
+        """Lead once the leader is gone. On PostgreSQL a lease can be lost (the store's
+        connection broke and another process took it meanwhile): then stop leading, or go on
+        under another slot."""
+        while True:
             await asyncio.sleep(LEASE_RETRY)
-        await self._lead()
+            try:
+                await self._check_leases()
+            except Exception:  # the database may be unreachable for a while
+                log.exception("gateway lease check failed")
+
+    async def _check_leases(self) -> None:
+        if self.leading and not await self.store.holds(LEASE):
+            log.warning("gateway lease lost: another process runs the commands now")
+            await self._unlead()
+        if not self.leading and await self.store.try_lease(LEASE):
+            await self._lead()
+        if self.slot is not None and not await self.store.holds(f"{LEASE}-{self.slot}"):
+            await self._move()
 
     async def _lead(self) -> None:
         """The one worker's extra duties: commands, and the embedded broker."""
+        self.leading = True
         await self.gateway.commands.start()
         if self.mqtt != "embedded":
             return
@@ -89,18 +106,25 @@ class DeviceLink:
             log.error("embedded MQTT broker not started on %s:%s: %s", self.host, self.port, exc)
             self.server = None
 
+    async def _unlead(self) -> None:
+        self.leading = False
+        await self.gateway.commands.stop()
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+
     async def _connect(self) -> None:
         if self.mqtt == "embedded":  # the leading worker's; the others wait for it
             target = Endpoint("127.0.0.1" if self.host in ("0.0.0.0", "") else self.host, self.port)
         else:
             target = endpoint(self.mqtt)
-        slot = next((n for n in range(SLOTS) if self.store.try_lease(f"{LEASE}-{n}")), None)
-        if slot is None:
+        self.slot = await self._free_slot()
+        if self.slot is None:
             log.error("no gateway slot is free: this worker takes no MQTT messages")
             return
         client = MqttClient(
             target,
-            f"citytwin-gateway-{slot}",
+            f"citytwin-gateway-{self.slot}",
             self._received,
             clean=False,
             subscriptions=[(SHARE + t, 1) for t in TOPICS],
@@ -112,6 +136,27 @@ class DeviceLink:
             lambda full: client.pause() if full else client.resume()
         )
         await client.start()
+
+    async def _free_slot(self) -> int | None:
+        for n in range(SLOTS):
+            if await self.store.try_lease(f"{LEASE}-{n}"):
+                return n
+        return None
+
+    async def _move(self) -> None:
+        """This worker's slot was lost (another process has its MQTT session): go on under a
+        free one."""
+        client = self.client
+        assert client is not None
+        self.slot = await self._free_slot()
+        if self.slot is None:
+            log.error("gateway slot lost, and no other is free: this worker takes no messages")
+            await client.stop()
+            return
+        log.warning("gateway slot lost: going on as %d", self.slot)
+        client.client_id = f"citytwin-gateway-{self.slot}"
+        if client.link is not None:
+            client.link.close()  # it connects again, under its new name
 
     def _received(self, msg: Message, ack: Ack) -> None:
         client = self.client

@@ -49,7 +49,8 @@ class Notifier:
         self.saved = 0
         self.status: dict[Key, dict[str, Any]] = {}  # delivery status, newer than the store's
         self.dirty: set[Key] = set()
-        self.tasks: list[asyncio.Task[None]] = []
+        self.tasks: list[asyncio.Task[None]] = []  # the work, while this process holds the lease
+        self.keeper: asyncio.Task[None] | None = None
         self.due: dict[Key, float] = {}  # next send of timeInterval subscriptions (loop time)
 
     async def start(self) -> None:
@@ -57,15 +58,37 @@ class Notifier:
         with several workers exactly one notifies, and another takes over if it dies."""
         loop = asyncio.get_running_loop()
         self.store.watch(lambda: loop.call_soon_threadsafe(self._committed))
-        if self.store.try_lease(CURSOR):
+        if await self.store.try_lease(CURSOR):
             await self._begin()
-        else:
-            self.tasks = [asyncio.create_task(self._await_lease())]
+        self.keeper = asyncio.create_task(self._keep_lease())
 
-    async def _await_lease(self) -> None:
-        while not self.store.try_lease(CURSOR):
+    async def _keep_lease(self) -> None:
+        """Take the lease when its holder is gone; stop if it is lost (PostgreSQL: the store's
+        connection broke and another process took the lease meanwhile)."""
+        while True:
             await asyncio.sleep(LEASE_RETRY)
-        await self._begin()
+            try:
+                await self._check_lease()
+            except Exception:  # the database may be unreachable for a while
+                log.exception("notifier lease check failed")
+
+    async def _check_lease(self) -> None:
+        if self.tasks and not await self.store.holds(CURSOR):
+            log.warning("notifier lease lost: another process notifies now")
+            await self._halt()
+        if not self.tasks and await self.store.try_lease(CURSOR):
+            await self._begin()
+
+    async def _halt(self) -> None:
+        """Stop the work, saving nothing more: the new holder goes on from what was saved."""
+        tasks, self.tasks = self.tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.pending.clear()
+        self.status.clear()
+        self.dirty.clear()
+        self.seq = self.saved
 
     async def _begin(self) -> None:
         saved = await self.store.cursor(CURSOR)
@@ -82,6 +105,9 @@ class Notifier:
         self.wake.set()
 
     async def stop(self) -> None:
+        if self.keeper is not None:  # first: it may be starting or halting the work
+            self.keeper.cancel()
+            await asyncio.gather(self.keeper, return_exceptions=True)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

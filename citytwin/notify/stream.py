@@ -28,8 +28,9 @@ POLL = 0.2  # seconds between looks for changes committed by other worker proces
 
 
 class Feed:
-    """Wakes every stream when the store commits: this process's commits at once, other
-    workers' within POLL (their commits wake no one here)."""
+    """Wakes every stream when the store commits (the notifier's watch calls `notify`): this
+    process's commits at once; other workers' too where the store's watch hears them
+    (PostgreSQL), else within POLL."""
 
     def __init__(self) -> None:
         self.listeners: set[asyncio.Event] = set()
@@ -39,6 +40,8 @@ class Feed:
             event.set()
 
     async def poll(self, store: Store) -> None:
+        if store.watches_every_process:
+            return
         last = await store.last_change()
         while True:
             await asyncio.sleep(POLL)

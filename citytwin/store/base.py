@@ -161,9 +161,18 @@ class Store(Protocol):
 
     # -- the change log, subscriptions and cursors (for the notifier) ----------------------------
 
-    def try_lease(self, name: str) -> bool:
-        """Take a lease only one process may hold (the notifier, with several workers)."""
+    async def try_lease(self, name: str) -> bool:
+        """Take a lease only one process may hold (the notifier, with several workers); True
+        if this process holds it, already or now."""
         ...
+
+    async def holds(self, name: str) -> bool:
+        """Whether this process still holds a lease it took. Never lost on SQLite; lost on
+        PostgreSQL when the store's connection broke and another process took it meanwhile."""
+        ...
+
+    # watch() calls back after the commits of other processes too (else they must be polled)
+    watches_every_process: bool
 
     def watch(self, callback: Callable[[], None]) -> None:
         """Call back (thread-safely) after each commit: new changes may be in the log."""

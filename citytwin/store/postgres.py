@@ -22,11 +22,20 @@ import orjson
 from citytwin.model.entity import Entity
 from citytwin.model.times import now_iso
 from citytwin.store import postgres_history as history
-from citytwin.store.base import MISSING, AttributeFn, Change, Missing, MutateFn, Query
+from citytwin.store.base import (
+    MISSING,
+    AttributeFn,
+    Change,
+    Missing,
+    MutateFn,
+    Query,
+    QueryResult,
+)
 from citytwin.store.plan import Plan
 from citytwin.store.postgres_devices import DevicesMixin
 from citytwin.store.postgres_log import LogMixin
 from citytwin.store.postgres_notify import NotifyMixin
+from citytwin.store.postgres_query import matching_ids, run_query, selects
 from citytwin.store.postgres_schema import ensure_partitions, migrate
 from citytwin.store.postgres_timeline import TimelineMixin
 from citytwin.store.sqlite_query import entity_matches, register
@@ -94,6 +103,7 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
                     plan = Plan(tenant, await _load(conn, tenant, ids))
                     results = plan.apply(ops)
                     await self._flush(conn, plan)
+                    await self._announce(conn)  # every process's watchers, at the commit
                 break
             except RETRIED:
                 if attempt == RETRIES - 1:
@@ -134,6 +144,31 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
         if isinstance(result, Exception):
             raise result
         return None
+
+    async def query(self, tenant: str, query: Query) -> QueryResult:
+        async with self.pool.acquire() as conn:
+            return await run_query(conn, tenant, query, self._judge_for(tenant, query))
+
+    async def purge(self, tenant: str, query: Query) -> int:
+        """Delete what a query selects, each entity as a DELETE of it would (history, change
+        log); one selected and then deleted by another request meanwhile is not counted."""
+        async with self.pool.acquire() as conn:
+            ids = await matching_ids(conn, tenant, query, self._judge_for(tenant, query))
+        if not ids:
+            return 0
+        results = await self.mutate(tenant, [(i, _purged) for i in ids])
+        return sum(1 for r in results if r is True)
+
+    def _judge_for(self, tenant: str, query: Query) -> Callable[[Entity], bool]:
+        """The Python check of the candidates of a query with regular expressions."""
+        types = query.types
+
+        def judge(entity: Entity) -> bool:
+            if types is not None and not selects(types, entity):
+                return False
+            return self.entity_matches(tenant, entity, query)
+
+        return judge
 
     async def type_counts(self, tenant: str) -> dict[str, int]:
         rows = await self.pool.fetch(
@@ -240,6 +275,10 @@ async def _reindex(
         " ON CONFLICT DO NOTHING",
         rows,
     )
+
+
+def _purged(current: Entity | None) -> Change:
+    return Change(None, True) if current is not None else Change(None, False, write=False)
 
 
 class _Absent(Exception):

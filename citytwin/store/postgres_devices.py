@@ -27,9 +27,9 @@ class DevicesMixin:
         (False and nothing stored otherwise)."""
         if create:
             sql = ("INSERT INTO provisioned (doc, kind, tenant, key)"
-                   " VALUES ($1::jsonb, $2, $3, $4) ON CONFLICT DO NOTHING")  # fmt: skip
+                   " VALUES (as_jsonb($1), $2, $3, $4) ON CONFLICT DO NOTHING")  # fmt: skip
         else:
-            sql = ("UPDATE provisioned SET doc = $1::jsonb"
+            sql = ("UPDATE provisioned SET doc = as_jsonb($1)"
                    " WHERE kind = $2 AND tenant = $3 AND key = $4")  # fmt: skip
         async with self.pool.acquire() as conn:
             transaction = conn.transaction()

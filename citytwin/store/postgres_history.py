@@ -43,7 +43,7 @@ async def append(conn: asyncpg.Connection, records: Iterable[Record]) -> None:
     dirty = await _replace(conn, replaced) if replaced else set()
     await conn.executemany(
         "INSERT INTO history (tenant, id, attr, dataset, created, observed, modified, deleted,"
-        " num, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)",
+        " num, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, as_jsonb($10))",
         rows,
     )
     counted = [(r[:4], r[5], r[8]) for r in rows if r[8] is not None and r[5] is not None]

@@ -50,7 +50,7 @@ class LogMixin:
         async with self.pool.acquire() as conn, conn.transaction():
             if create:
                 done = await conn.execute(
-                    "INSERT INTO subscriptions (tenant, id, doc) VALUES ($1, $2, $3::jsonb)"
+                    "INSERT INTO subscriptions (tenant, id, doc) VALUES ($1, $2, as_jsonb($3))"
                     " ON CONFLICT DO NOTHING",
                     tenant,
                     sub_id,
@@ -58,7 +58,7 @@ class LogMixin:
                 )
             else:
                 done = await conn.execute(
-                    "UPDATE subscriptions SET doc = $3::jsonb WHERE tenant = $1 AND id = $2",
+                    "UPDATE subscriptions SET doc = as_jsonb($3) WHERE tenant = $1 AND id = $2",
                     tenant,
                     sub_id,
                     text,
@@ -71,6 +71,17 @@ class LogMixin:
                     now_iso(),
                 )
         return made
+
+    async def save_status(self, items: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Merge delivery status fields into the subscriptions' `notification` member."""
+        rows = [(tenant, sub_id, orjson.dumps(status).decode()) for tenant, sub_id, status in items]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "UPDATE subscriptions SET doc = jsonb_set(doc, '{notification}',"
+                " coalesce(doc -> 'notification', '{}') || as_jsonb($3))"
+                " WHERE tenant = $1 AND id = $2",
+                rows,
+            )
 
     async def get_subscription(self, tenant: str, sub_id: str) -> dict[str, Any] | None:
         doc = await self.pool.fetchval(

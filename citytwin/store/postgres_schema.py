@@ -20,15 +20,24 @@ from citytwin.model.times import now_iso
 
 MIGRATIONS: list[str] = [
     # 1: entities, their types and geometries, tenants
-    """
+    r"""
     CREATE EXTENSION IF NOT EXISTS postgis;
+    -- JSON text as JSONB, which cannot hold U+0000: an escaped one (after an even number of
+    -- backslashes) becomes U+FFFD, as NULs in query literals do (store/postgres_sql.py).
+    -- Entities keep their text as written (`raw`); history and subscriptions keep U+FFFD.
+    CREATE FUNCTION as_jsonb(raw TEXT) RETURNS JSONB IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE sql AS $$
+        SELECT (CASE WHEN strpos(raw, '\u0000') = 0 THEN raw
+                ELSE regexp_replace(raw, '(?<!\\)((?:\\\\)*)\\u0000', '\1\\ufffd', 'g')
+                END)::jsonb
+    $$;
     CREATE TABLE tenants (name TEXT PRIMARY KEY, created_at TEXT NOT NULL);
     CREATE TABLE entities (
         tenant TEXT NOT NULL,
-        id TEXT NOT NULL,
+        id TEXT COLLATE "C" NOT NULL,
         types TEXT[] NOT NULL,
         raw TEXT NOT NULL,
-        doc JSONB GENERATED ALWAYS AS (raw::jsonb) STORED,
+        doc JSONB GENERATED ALWAYS AS (as_jsonb(raw)) STORED,
         created_at TEXT NOT NULL,
         modified_at TEXT NOT NULL,
         PRIMARY KEY (tenant, id)
@@ -111,6 +120,11 @@ MIGRATIONS: list[str] = [
         sumsq DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (tenant, id, attr, dataset, hour)
     );
+    """,
+    # 4: series numbered in the order they are made, as SQLite's sids are (an entity's
+    # aggregations list its series in that order)
+    """
+    ALTER TABLE series ADD COLUMN sid BIGINT GENERATED ALWAYS AS IDENTITY;
     """,
 ]
 

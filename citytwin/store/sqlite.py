@@ -160,7 +160,9 @@ class SqliteStore(LogMixin, TimelineMixin, DevicesMixin):
             handle.close()
         self._leases.clear()
 
-    def try_lease(self, name: str) -> bool:
+    watches_every_process = False  # the writer thread sees only this process's commits
+
+    async def try_lease(self, name: str) -> bool:
         """Hold a named lease among the processes on this file (one notifier for N workers).
 
         An flock: the holder keeps it until it exits, however it exits.
@@ -175,6 +177,10 @@ class SqliteStore(LogMixin, TimelineMixin, DevicesMixin):
             return False
         self._leases[name] = handle
         return True
+
+    async def holds(self, name: str) -> bool:
+        """An flock is held until the store closes: never lost."""
+        return name in self._leases
 
     def watch(self, callback: Callable[[], None]) -> None:
         """Call back (from the writer thread, so it must be thread-safe) after each commit."""

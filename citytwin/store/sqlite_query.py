@@ -9,7 +9,6 @@ paths (by type, by primary key) deliver without sorting, so LIMIT stops early.
 from __future__ import annotations
 
 import functools
-import math
 import re
 import sqlite3
 from dataclasses import dataclass, replace
@@ -17,15 +16,18 @@ from typing import Any
 
 import orjson
 
-from citytwin.model.geo import (
-    GeoQuery,
-    matches,
-    matching_boxes,
-    point_distances,
-    shape_distance,
-)
+from citytwin.model.geo import GeoQuery
 from citytwin.model.query import Term
 from citytwin.store.base import Entity, Query, QueryResult
+from citytwin.store.geo_pick import (
+    Shapes,
+    by_distance,
+    geometries,
+    nearest,
+    picked_points,
+    picked_shapes,
+    split,
+)
 from citytwin.store.sql import attr_path, compile_node, order_by
 
 
@@ -34,13 +36,14 @@ def _pattern(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def _regexp(pattern: str, value: Any) -> bool:
+def regexp(pattern: str, value: Any) -> bool:
+    """Python's re.search, as queries mean it (the SQL function `regexp`)."""
     return isinstance(value, str) and _pattern(pattern).search(value) is not None
 
 
 def register(conn: sqlite3.Connection) -> None:
     """SQL functions the compiled queries use."""
-    conn.create_function("regexp", 2, _regexp, deterministic=True)
+    conn.create_function("regexp", 2, regexp, deterministic=True)
 
 
 @dataclass
@@ -95,8 +98,8 @@ def geo_ids(conn: sqlite3.Connection, tenant: str, geo: GeoQuery) -> list[str]:
     """Ids of the entities whose geoproperty satisfies a geo-query, sorted.
 
     The R*Tree gives the candidates whose box touches the query's box (all of them for
-    disjoint); points are judged from their exact coordinates in geo_keys, vectorized; other
-    shapes are read from their documents and judged one by one.
+    disjoint); geo_keys keeps the exact coordinates of points (store/geo_pick judges them);
+    other shapes are read from their documents.
     """
     sql = (
         "SELECT k.id, k.x, k.y FROM geo_index g"
@@ -107,33 +110,20 @@ def geo_ids(conn: sqlite3.Connection, tenant: str, geo: GeoQuery) -> list[str]:
     if box is not None:
         sql += " AND g.minx <= ? AND g.maxx >= ? AND g.miny <= ? AND g.maxy >= ?"
         params += [box[1], box[0], box[3], box[2]]
-    points, shapes = [], set()
-    for entity_id, x, y in conn.execute(sql, params):
-        if x is None:
-            shapes.add(entity_id)
-        else:
-            points.append((entity_id, (x, x, y, y)))
-    verdicts = matching_boxes(geo, [b for _, b in points])
-    found = {i for (i, _), ok in zip(points, verdicts, strict=True) if ok}
-    found |= {i for i in shapes - found if _shape_matches(conn, tenant, i, geo)}
+    points, shapes = split(conn.execute(sql, params))
+    found = picked_points(geo, points)
+    found |= picked_shapes(geo, _shapes(conn, tenant, shapes - found, geo))
     return sorted(found)
 
 
-def _shape_matches(conn: sqlite3.Connection, tenant: str, entity_id: str, geo: GeoQuery) -> bool:
-    return any(matches(geo, value) for value in _shapes(conn, tenant, entity_id, geo))
-
-
-def _shapes(
-    conn: sqlite3.Connection, tenant: str, entity_id: str, geo: GeoQuery
-) -> list[dict[str, Any]]:
-    """The geometries of an entity's geoproperty, read from its document."""
-    row = conn.execute(
-        "SELECT json_extract(doc, ?) FROM entities WHERE tenant = ? AND id = ?",
-        (attr_path(geo.geoproperty), tenant, entity_id),
-    ).fetchone()
-    instances = orjson.loads(row[0]) if row and row[0] else []
-    values = [i.get("value") for i in instances if i.get("type") == "GeoProperty"]
-    return [v for v in values if isinstance(v, dict)]
+def _shapes(conn: sqlite3.Connection, tenant: str, ids: set[str], geo: GeoQuery) -> Shapes:
+    """The geometries of these entities' geoproperty, read from their documents."""
+    rows = conn.execute(
+        "SELECT id, json_extract(doc, ?) FROM entities"
+        " WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))",
+        (attr_path(geo.geoproperty), tenant, orjson.dumps(sorted(ids))),
+    )
+    return {i: geometries(orjson.loads(doc) if doc else None) for i, doc in rows}
 
 
 def run_query(conn: sqlite3.Connection, tenant: str, query: Query) -> QueryResult:
@@ -167,9 +157,7 @@ def _by_distance(conn: sqlite3.Connection, tenant: str, query: Query) -> QueryRe
     p = plan(conn, tenant, replace(query, order_by=()))
     rows = conn.execute(f"SELECT e.id, e.doc FROM {p.source} WHERE {p.clause}", p.params).fetchall()
     meters = distances(conn, tenant, geo, [i for i, _ in rows])
-    descending = next(key.descending for key in query.order_by if key.distance)
-    rows.sort(key=lambda row: row[0])
-    rows.sort(key=lambda row: meters.get(row[0], math.inf), reverse=descending)
+    by_distance(rows, meters, next(key.descending for key in query.order_by if key.distance))
     end = None if query.limit is None else query.offset + query.limit
     page = [orjson.loads(doc) for _, doc in rows[query.offset : end]]
     return QueryResult(page, len(rows) if query.count else None)
@@ -183,21 +171,9 @@ def distances(
         "SELECT id, x, y FROM geo_keys WHERE tenant = ? AND attr = ?"
         " AND id IN (SELECT value FROM json_each(?))",
         (tenant, geo.geoproperty, orjson.dumps(ids)),
-    ).fetchall()
-    points = [(i, x, y) for i, x, y in rows if x is not None]
-    found: dict[str, float] = {}
-    for (entity_id, _, _), meters in zip(points, point_distances(geo, points), strict=True):
-        found[entity_id] = min(meters, found.get(entity_id, math.inf))
-    for entity_id in {i for i, x, _ in rows if x is None}:
-        found[entity_id] = min(
-            _shape_distance(conn, tenant, entity_id, geo), found.get(entity_id, math.inf)
-        )
-    return found
-
-
-def _shape_distance(conn: sqlite3.Connection, tenant: str, entity_id: str, geo: GeoQuery) -> float:
-    shapes = _shapes(conn, tenant, entity_id, geo)
-    return min((shape_distance(geo, value) for value in shapes), default=math.inf)
+    )
+    points, shapes = split(rows)
+    return nearest(geo, points, _shapes(conn, tenant, shapes, geo))
 
 
 def entity_matches(conn: sqlite3.Connection, tenant: str, entity: Entity, query: Query) -> bool:

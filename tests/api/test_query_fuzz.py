@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -109,12 +108,12 @@ class City:
 
 
 @contextlib.contextmanager
-def running_city(tmp_path: Path) -> Iterator[City]:
+def running_city(database: str) -> Iterator[City]:
     with asyncio.Runner() as runner:
         stack = contextlib.AsyncExitStack()
 
         async def start() -> httpx.AsyncClient:
-            app = create_app(Settings(database=str(tmp_path / "fuzz.db"), mqtt="off"))
+            app = create_app(Settings(database=database, mqtt="off"))
             await stack.enter_async_context(app.router.lifespan_context(app))
             # a crash must show as the 500 it would be, not as an exception in the test
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -235,8 +234,8 @@ GEO = st.one_of(
 # -- tests -----------------------------------------------------------------------------------------
 
 
-def test_random_q(tmp_path: Path) -> None:
-    with running_city(tmp_path) as city:
+def test_random_q(database_url: str) -> None:
+    with running_city(database_url) as city:
 
         @EXAMPLES
         @given(noise(Q_SEEDS), st.sampled_from([None, TYPES, "AirQualitySensor"]))
@@ -246,8 +245,8 @@ def test_random_q(tmp_path: Path) -> None:
         check()
 
 
-def test_random_type(tmp_path: Path) -> None:
-    with running_city(tmp_path) as city:
+def test_random_type(database_url: str) -> None:
+    with running_city(database_url) as city:
 
         @EXAMPLES
         @given(noise(TYPE_SEEDS), st.sampled_from([{}, {"count": "true"}, {"q": "name"}]))
@@ -257,8 +256,8 @@ def test_random_type(tmp_path: Path) -> None:
         check()
 
 
-def test_random_scope_q(tmp_path: Path) -> None:
-    with running_city(tmp_path) as city:
+def test_random_scope_q(database_url: str) -> None:
+    with running_city(database_url) as city:
 
         @EXAMPLES
         @given(noise(SCOPE_SEEDS))
@@ -268,8 +267,8 @@ def test_random_scope_q(tmp_path: Path) -> None:
         check()
 
 
-def test_random_order_by(tmp_path: Path) -> None:
-    with running_city(tmp_path) as city:
+def test_random_order_by(database_url: str) -> None:
+    with running_city(database_url) as city:
 
         @EXAMPLES
         @given(noise(ORDER_SEEDS), st.sampled_from([{}, {"limit": "2", "offset": "1"}]))
@@ -283,8 +282,8 @@ def test_random_order_by(tmp_path: Path) -> None:
         check()
 
 
-def test_random_pick_and_omit(tmp_path: Path) -> None:
-    with running_city(tmp_path) as city:
+def test_random_pick_and_omit(database_url: str) -> None:
+    with running_city(database_url) as city:
 
         @EXAMPLES
         @given(
@@ -299,8 +298,8 @@ def test_random_pick_and_omit(tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # shapely on coordinates near 1e308
-def test_random_geo_queries(tmp_path: Path) -> None:
-    with running_city(tmp_path) as city:
+def test_random_geo_queries(database_url: str) -> None:
+    with running_city(database_url) as city:
 
         @EXAMPLES
         @given(GEO, st.sampled_from([None, "location", "observationSpace"]))
@@ -330,22 +329,22 @@ def test_random_geo_queries(tmp_path: Path) -> None:
     ],
     ids=["q-attr", "q-sub", "q-key", "orderBy", "orderBy-sub", "pick", "attrs"],
 )
-def test_nul_in_attribute_names(tmp_path: Path, params: dict[str, str]) -> None:
-    with running_city(tmp_path) as city:
+def test_nul_in_attribute_names(database_url: str, params: dict[str, str]) -> None:
+    with running_city(database_url) as city:
         assert city.get({"type": TYPES, **params}).status_code == 400
 
 
 @pytest.mark.parametrize("georel", ["near;maxDistance==3300", "within", "intersects"])
-def test_geometry_with_mixed_dimensions(tmp_path: Path, georel: str) -> None:
+def test_geometry_with_mixed_dimensions(database_url: str, georel: str) -> None:
     params = {"georel": georel, "geometry": "LineString"}
-    with running_city(tmp_path) as city:
+    with running_city(database_url) as city:
         response = city.get({"type": TYPES, **params, "coordinates": "[[121,32],[0,0,0]]"})
         assert response.status_code in (200, 400)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-def test_near_with_huge_coordinates(tmp_path: Path) -> None:
+def test_near_with_huge_coordinates(database_url: str) -> None:
     params = {"georel": "near;minDistance==0", "geometry": "LineString"}
-    with running_city(tmp_path) as city:
+    with running_city(database_url) as city:
         response = city.get({"type": TYPES, **params, "coordinates": "[[0,0],[1e308,0]]"})
         assert response.status_code in (200, 400)

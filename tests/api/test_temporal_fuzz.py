@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 from hypothesis import given
@@ -44,12 +43,12 @@ class Twin:
 
 
 @contextlib.contextmanager
-def running_twin(tmp_path: Path) -> Iterator[Twin]:
+def running_twin(database: str) -> Iterator[Twin]:
     with asyncio.Runner() as runner:
         stack = contextlib.AsyncExitStack()
 
         async def start() -> httpx.AsyncClient:
-            db = str(tmp_path / "fuzz.db")
+            db = database
             app = create_app(Settings(database=db, temporal_limit=3, mqtt="off"))
             await stack.enter_async_context(app.router.lifespan_context(app))
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -88,8 +87,8 @@ def params() -> st.SearchStrategy[dict[str, str]]:
     )  # fmt: skip
 
 
-def test_retrieve_never_fails_badly(tmp_path: Path) -> None:
-    with running_twin(tmp_path) as twin:
+def test_retrieve_never_fails_badly(database_url: str) -> None:
+    with running_twin(database_url) as twin:
 
         @EXAMPLES
         @given(params())
@@ -99,8 +98,8 @@ def test_retrieve_never_fails_badly(tmp_path: Path) -> None:
         check()
 
 
-def test_query_never_fails_badly(tmp_path: Path) -> None:
-    with running_twin(tmp_path) as twin:
+def test_query_never_fails_badly(database_url: str) -> None:
+    with running_twin(database_url) as twin:
 
         @EXAMPLES
         @given(params())

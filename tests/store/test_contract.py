@@ -5,9 +5,6 @@ methods it has so far."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -19,27 +16,9 @@ from citytwin.model.entity import Entity
 from citytwin.model.query import expand, parse_q, parse_scope_q
 from citytwin.store.base import MISSING, Change, MutateFn, Query
 from citytwin.store.postgres import PostgresStore
-from citytwin.store.sqlite import SqliteStore
-from tests.postgres import database, fresh_database, postgres_url  # noqa: F401 (fixtures)
 
 NOW = "2026-11-30T10:00:00.000000Z"
 LATER = "2026-11-30T10:05:00.000000Z"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    postgres_url: str,  # noqa: F811
-) -> AsyncIterator[Any]:
-    async with contextlib.AsyncExitStack() as stack:
-        if request.param == "sqlite":
-            made: Any = SqliteStore(str(tmp_path / "twin.db"))
-        else:
-            made = PostgresStore(await stack.enter_async_context(fresh_database(postgres_url)))
-        await made.open()
-        stack.push_async_callback(made.close)
-        yield made
 
 
 def sensor(n: int, pm25: float, at: str = NOW) -> Entity:

@@ -12,7 +12,6 @@ import asyncpg
 import pytest
 
 from citytwin.store.postgres_schema import MIGRATIONS, ensure_partitions, migrate
-from tests.postgres import database, postgres_url  # noqa: F401 (fixtures)
 
 ENTITY_TABLES = ("entities", "entity_geo", "changes", "history", "series", "rollup")
 

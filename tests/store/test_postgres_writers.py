@@ -11,7 +11,6 @@ import asyncpg
 
 from citytwin.store.base import Change
 from citytwin.store.postgres import PostgresStore
-from tests.postgres import database, postgres_url  # noqa: F401
 from tests.store.test_contract import LATER, create, sensor, set_pm25
 
 
