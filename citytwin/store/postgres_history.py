@@ -16,10 +16,9 @@ import orjson
 
 from citytwin.model.history import Record
 from citytwin.model.times import to_micros
-from citytwin.store.sqlite_history import numeric_value
+from citytwin.store.sqlite_history import NOT_STORED, numeric_value
 from citytwin.store.sqlite_rollup import HOUR
 
-_NOT_STORED = ("createdAt", "modifiedAt", "instanceId")  # kept in columns (or made up)
 Key = tuple[str, str, str, str]  # tenant, entity, attribute, datasetId ("" the default)
 
 
@@ -35,7 +34,7 @@ async def append(conn: asyncpg.Connection, records: Iterable[Record]) -> None:
         observed_at = to_micros(observed) if type(observed) is str else None
         if r.replaces and observed_at is not None:
             replaced.append((*key, observed_at))
-        body = orjson.dumps({k: v for k, v in inst.items() if k not in _NOT_STORED}).decode()
+        body = orjson.dumps({k: v for k, v in inst.items() if k not in NOT_STORED}).decode()
         rows.append((*key, at, observed_at, at, at if r.deleted else None, num, body))
     if not rows:
         return
@@ -49,18 +48,24 @@ async def append(conn: asyncpg.Connection, records: Iterable[Record]) -> None:
     counted = [(r[:4], r[5], r[8]) for r in rows if r[8] is not None and r[5] is not None]
     await _add(conn, [(k, obs, num) for k, obs, num in counted if (*k, obs // HOUR) not in dirty])
     for bucket in dirty:
-        await _recompute(conn, bucket)
+        await recompute(conn, bucket)
 
 
 async def forget(conn: asyncpg.Connection, tenant: str, entity_ids: list[str]) -> None:
-    """Drop the whole history of entities."""
+    """Drop the whole history of entities (their series rows stay, numeric again, as in
+    SQLite: a recreated entity lists its series in the order they were first made)."""
     if entity_ids:
-        for table in ("history", "rollup", "series"):
+        for table in ("history", "rollup"):
             await conn.execute(
                 f"DELETE FROM {table} WHERE tenant = $1 AND id = ANY($2::text[])",
                 tenant,
                 entity_ids,
             )
+        await conn.execute(
+            "UPDATE series SET numeric = true WHERE tenant = $1 AND id = ANY($2::text[])",
+            tenant,
+            entity_ids,
+        )
 
 
 async def _series(conn: asyncpg.Connection, numeric: dict[Key, bool]) -> None:
@@ -113,7 +118,7 @@ async def _add(conn: asyncpg.Connection, rows: list[tuple[Key, int, float]]) -> 
     )
 
 
-async def _recompute(conn: asyncpg.Connection, bucket: tuple[Any, ...]) -> None:
+async def recompute(conn: asyncpg.Connection, bucket: tuple[Any, ...]) -> None:
     *key, hour = bucket
     if hour < 0:
         return

@@ -21,7 +21,7 @@ from citytwin.model.times import to_micros
 from citytwin.store import sqlite_rollup as rollup
 from citytwin.store.base import HistoryQuery, HistoryRow, TimeWindow
 
-_NOT_STORED = ("createdAt", "modifiedAt", "instanceId")  # kept in columns (or made up)
+NOT_STORED = ("createdAt", "modifiedAt", "instanceId")  # kept in columns (or made up)
 
 V4 = """
 CREATE TABLE series (
@@ -198,7 +198,7 @@ def append(conn: sqlite3.Connection, records: Iterable[Record]) -> None:
         observed_at = to_micros(observed) if type(observed) is str else None
         if r.replaces and observed_at is not None:
             replaced.append((sid, observed_at))
-        body = {k: v for k, v in inst.items() if k not in _NOT_STORED}
+        body = {k: v for k, v in inst.items() if k not in NOT_STORED}
         text = dumps(body).decode()  # TEXT: the aggregations read it with json_extract
         rows.append((sid, observed_at, at, at, at if r.deleted else None, num, text))
     dirty = _replace(conn, replaced) if replaced else set()
@@ -381,7 +381,7 @@ def modify_instance(
         return False
     observed = inst.get("observedAt")
     new = to_micros(observed) if isinstance(observed, str) else None
-    body = {k: v for k, v in inst.items() if k not in _NOT_STORED}
+    body = {k: v for k, v in inst.items() if k not in NOT_STORED}
     num = numeric_value(inst)
     conn.execute(
         "UPDATE history SET observed = ?, modified = ?, num = ?, body = ? WHERE iid = ?",

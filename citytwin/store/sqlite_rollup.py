@@ -131,7 +131,7 @@ def contiguous(spans: list[tuple[int, tuple[int, int]]]) -> bool:
     step = end - start
     last = len(spans) - 1
     return all(
-        n == first + k and b == start + k * step and (e - b == step or k == last)
+        n == first + k and b == start + k * step and (e - b == step or (k == last and e - b < step))
         for k, (n, (b, e)) in enumerate(spans)
     )
 
