@@ -11,6 +11,7 @@ import pwd
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import free_port
@@ -23,31 +24,83 @@ def installed() -> bool:
     return (BIN / "initdb").exists() and POSTGIS.exists()
 
 
+@dataclass
+class Cluster:
+    """A running cluster: its data folder, port and server options; it can be stopped and
+    started again (same data, same port), and can make a streaming-replication standby."""
+
+    folder: Path
+    port: int
+    options: str
+    as_user: list[str]
+
+    @property
+    def data(self) -> Path:
+        return self.folder / "data"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://citytwin@127.0.0.1:{self.port}/citytwin"
+
+    def start(self) -> None:
+        _run([*self.as_user, BIN / "pg_ctl", "-D", self.data, "-l", self.folder / "log", "-w",
+              "-o", f"-p {self.port} -k {self.folder} {self.options}", "start"])  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        _run([*self.as_user, BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop"])
+
+    @contextlib.contextmanager
+    def standby(self) -> Iterator[Cluster]:
+        """A hot standby of this cluster (pg_basebackup, then streaming replication); its
+        database `citytwin` answers reads only."""
+        with _folder() as tmp:
+            replica = Cluster(tmp, free_port(), self.options, _as_postgres(tmp))
+            _run([*replica.as_user, BIN / "pg_basebackup", "-h", "127.0.0.1", "-p",
+                  str(self.port), "-U", "citytwin", "-D", replica.data, "-R", "-X",
+                  "stream"])  # fmt: skip
+            replica.start()
+            try:
+                yield replica
+            finally:
+                replica.stop("immediate")
+
+
 @contextlib.contextmanager
-def postgres(durable: bool = False) -> Iterator[str]:
-    """Start a cluster and yield its URL (database `citytwin`, user `citytwin`, trusted on
-    loopback). `durable=False` turns fsync off: tests need speed, not crash safety."""
+def cluster(durable: bool = False) -> Iterator[Cluster]:
+    """Start a cluster (database `citytwin`, user `citytwin`, trusted on loopback, replication
+    allowed). `durable=False` turns fsync off: tests need speed, not crash safety."""
     if not installed():
         raise RuntimeError(
             "PostgreSQL 15 with PostGIS is not installed"
             " (apt-get install postgresql-15 postgresql-15-postgis-3; ./run test does it)"
         )
-    with tempfile.TemporaryDirectory(prefix="citytwin-pg-") as tmp:
-        as_user = _as_postgres(Path(tmp))
-        data, port = Path(tmp) / "data", free_port()
-        _run([*as_user, BIN / "initdb", "-D", data, "-A", "trust", "-U", "citytwin", "-E", "UTF8",
-              "--no-sync", "--no-instructions"])  # fmt: skip
-        options = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1"
+    with _folder() as tmp:
+        options = "-c listen_addresses=127.0.0.1"
         if not durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        _run([*as_user, BIN / "pg_ctl", "-D", data, "-l", Path(tmp) / "log", "-w", "-o", options,
-              "start"])  # fmt: skip
+        made = Cluster(tmp, free_port(), options, _as_postgres(tmp))
+        _run([*made.as_user, BIN / "initdb", "-D", made.data, "-A", "trust", "-U", "citytwin",
+              "-E", "UTF8", "--no-sync", "--no-instructions"])  # fmt: skip
+        made.start()
         try:
-            _run([*as_user, BIN / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U",
+            _run([*made.as_user, BIN / "createdb", "-h", "127.0.0.1", "-p", str(made.port), "-U",
                   "citytwin", "citytwin"])  # fmt: skip
-            yield f"postgresql://citytwin@127.0.0.1:{port}/citytwin"
+            yield made
         finally:
-            _run([*as_user, BIN / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"])
+            made.stop("immediate")
+
+
+@contextlib.contextmanager
+def postgres(durable: bool = False) -> Iterator[str]:
+    """Start a cluster and yield its URL (see `cluster`)."""
+    with cluster(durable) as made:
+        yield made.url
+
+
+@contextlib.contextmanager
+def _folder() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="citytwin-pg-") as tmp:
+        yield Path(tmp)
 
 
 def _as_postgres(folder: Path) -> list[str]:

@@ -20,11 +20,11 @@ from citytwin.broker import Broker
 from citytwin.contexts import ContextResolver
 from citytwin.devices.gateway import Gateway
 from citytwin.devices.link import DeviceLink
-from citytwin.errors import InternalError, NgsiError, ResourceNotFound
+from citytwin.errors import InternalError, NgsiError, ResourceNotFound, StoreUnavailable
 from citytwin.notify.notifier import Notifier
 from citytwin.notify.stream import Feed
 from citytwin.settings import Settings
-from citytwin.store import open_store
+from citytwin.store import is_outage, open_store, outages
 from citytwin.timeline import Timeline, retain
 
 log = logging.getLogger("citytwin")
@@ -57,6 +57,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _crash(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(InternalError(f"{type(exc).__name__}: {exc}"))
+
+
+async def _outage(request: Request, exc: Exception) -> Response:
+    """The database went away: 503 (try again), or a 500 for what only looks like it."""
+    if not is_outage(exc):
+        return await _crash(request, exc)
+    log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
+    response = problem_response(StoreUnavailable(f"{type(exc).__name__}: {exc}"))
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -95,7 +105,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=routes(),
         lifespan=lifespan,
-        exception_handlers={NgsiError: _ngsi_error, HTTPException: _http_error, Exception: _crash},
+        exception_handlers={
+            NgsiError: _ngsi_error,
+            HTTPException: _http_error,
+            Exception: _crash,
+            **dict.fromkeys(outages(), _outage),
+        },
     )
 
 

@@ -55,6 +55,13 @@ class InternalError(NgsiError):
     pass
 
 
+class StoreUnavailable(NgsiError):
+    """The database cannot be reached for now (it restarts, the network is down): 503, and
+    the client may try again. NGSI-LD names no type for this; InternalError is the nearest."""
+
+    status, title = 503, "The store is unavailable for now"
+
+
 class TooComplexQuery(NgsiError):
     name, status, title = "TooComplexQuery", 403, "Too complex query"
 

@@ -233,14 +233,19 @@ async def retain(store: Store, days: float, every: float = RETENTION_EVERY) -> N
     if days <= 0:
         return
     while True:
-        if await store.try_lease("retention"):
-            cutoff = to_micros(now()) - int(days * 86_400 * 1_000_000)
-            dropped = await store.prune_history(cutoff)
-            if dropped:
-                log.info(
-                    "history retention: dropped %d instances older than %s days", dropped, days
-                )
+        try:
+            await _retain_once(store, days)
+        except Exception:  # the database may be unreachable for a while: next pass
+            log.exception("history retention failed")
         await asyncio.sleep(every)
+
+
+async def _retain_once(store: Store, days: float) -> None:
+    if await store.try_lease("retention"):
+        cutoff = to_micros(now()) - int(days * 86_400 * 1_000_000)
+        dropped = await store.prune_history(cutoff)
+        if dropped:
+            log.info("history retention: dropped %d instances older than %s days", dropped, days)
 
 
 def _instance_number(instance_id: str) -> int | None:

@@ -39,9 +39,10 @@ def free_port() -> int:
 
 @dataclass
 class Servers:
-    """`python -m citytwin serve` processes on one database, each in its own process group."""
+    """`python -m citytwin serve` processes on one database (a SQLite file or a PostgreSQL
+    URL), each in its own process group."""
 
-    db: Path
+    db: str
     logs: Path
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -52,7 +53,7 @@ class Servers:
         log = self.logs / f"server-{len(self.started)}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "citytwin", "serve", str(self.db), "--port", str(port)]
+                [sys.executable, "-m", "citytwin", "serve", self.db, "--port", str(port)]
                 + list(extra),
                 cwd=self.logs,
                 env=env,
@@ -91,8 +92,8 @@ async def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> Non
 
 
 @pytest.fixture
-async def servers(tmp_path: Path) -> AsyncIterator[Servers]:
-    servers = Servers(tmp_path / "twin.db", tmp_path)
+async def servers(database_url: str, tmp_path: Path) -> AsyncIterator[Servers]:
+    servers = Servers(database_url, tmp_path)
     try:
         yield servers
     finally:

@@ -11,6 +11,29 @@ def is_postgres(url: str) -> bool:
     return url.startswith(POSTGRES_SCHEMES)
 
 
+def outages() -> tuple[type[BaseException], ...]:
+    """What the stores raise when their database cannot be reached for now (see `is_outage`)."""
+    import asyncpg
+
+    return (
+        asyncpg.PostgresConnectionError,
+        asyncpg.OperatorInterventionError,  # shutting down, starting up, crashed
+        asyncpg.TooManyConnectionsError,
+        asyncpg.InterfaceError,  # some: a connection closed under a request
+        asyncpg.InternalClientError,  # a connection left half-way by its server's exit
+        ConnectionError,
+        TimeoutError,
+    )
+
+
+def is_outage(exc: BaseException) -> bool:
+    import asyncpg
+
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "closed" in str(exc)  # the others are mistakes in the code
+    return isinstance(exc, outages())
+
+
 def open_store(url: str) -> Store:
     """A store for a URL or path: postgresql://... (the production store), sqlite:///path, or
     a bare file path (the embedded default)."""
@@ -24,4 +47,4 @@ def open_store(url: str) -> Store:
     return SqliteStore(path)
 
 
-__all__ = ["Change", "MutateFn", "Store", "is_postgres", "open_store"]
+__all__ = ["Change", "MutateFn", "Store", "is_outage", "is_postgres", "open_store", "outages"]

@@ -237,12 +237,14 @@ async def test_a_flood_at_qos1_loses_nothing(twin_app: httpx.AsyncClient, broker
 
 
 @pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
-async def test_citytwin_serve_with_two_workers_links_a_device(broker: str, tmp_path: Path) -> None:
+async def test_citytwin_serve_with_two_workers_links_a_device(
+    broker: str, tmp_path: Path, database_url: str
+) -> None:
     """The same device against a real `citytwin serve --workers 2` (uvicorn, uvloop): the two
     workers share the device messages, and every reading reaches the twin's history."""
     from tests.test_durability import Servers
 
-    servers = Servers(tmp_path / "served.db", tmp_path)
+    servers = Servers(database_url, tmp_path)
     with contextlib.ExitStack() as stack:
         stack.callback(servers.kill_all)
         if broker == "mosquitto":
