@@ -56,7 +56,7 @@ class Cluster:
         with _folder() as tmp:
             replica = Cluster(tmp, free_port(), self.options, _as_postgres(tmp))
             _run([*replica.as_user, BIN / "pg_basebackup", "-h", "127.0.0.1", "-p",
-                  str(self.port), "-U", "citytwin", "-D", replica.data, "-R", "-X",
+                  str(self.port), "-U", "citytwin", "-D", replica.data, "-R", "-c", "fast", "-X",
                   "stream"])  # fmt: skip
             replica.start()
             try:

@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = open_store(settings.database)
+        store = open_store(settings.database, settings.read_replica)
         await store.open()
         resolver = ContextResolver(settings.base_url, settings.context_timeout)
         broker = Broker(store)

@@ -81,6 +81,13 @@ def _serve_options(fn: Callable[..., None]) -> Callable[..., None]:
         click.option("--port", type=int, default=None, help="Port (default 1026)."),
         click.option("--workers", type=int, default=None, help="Worker processes (default 1)."),
         click.option(
+            "--read-replica",
+            default=None,
+            metavar="URL",
+            help="A PostgreSQL standby (postgresql://...) the API's reads go to; writes go to"
+            " DB_PATH, the primary.",
+        ),
+        click.option(
             "--mqtt",
             default=None,
             metavar="URL",

@@ -6,10 +6,13 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from citytwin.store import is_postgres
+
 
 @dataclass(frozen=True)
 class Settings:
     database: str = "citytwin.db"
+    read_replica: str = ""  # a PostgreSQL standby the API's reads go to (postgresql://...)
     host: str = "127.0.0.1"
     port: int = 1026
     workers: int = 1
@@ -49,6 +52,10 @@ class Settings:
                     raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = replace(cls(), **values)
+        if settings.read_replica and not (
+            is_postgres(settings.database) and is_postgres(settings.read_replica)
+        ):
+            raise ValueError("a read replica needs a PostgreSQL database and a postgresql:// URL")
         if settings.mqtt not in ("embedded", "off") and not settings.mqtt.startswith("mqtt://"):
             raise ValueError(f"mqtt={settings.mqtt!r}: give mqtt://host:port, embedded or off")
         return settings

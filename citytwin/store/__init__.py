@@ -34,13 +34,13 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, outages())
 
 
-def open_store(url: str) -> Store:
-    """A store for a URL or path: postgresql://... (the production store), sqlite:///path, or
-    a bare file path (the embedded default)."""
+def open_store(url: str, read_replica: str = "") -> Store:
+    """A store for a URL or path: postgresql://... (the production store; its reads may go to
+    a standby), sqlite:///path, or a bare file path (the embedded default)."""
     if is_postgres(url):
         from citytwin.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, read_replica=read_replica)
     from citytwin.store.sqlite import SqliteStore
 
     path = url.removeprefix("sqlite:///").removeprefix("sqlite://")

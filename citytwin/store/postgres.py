@@ -52,10 +52,12 @@ LOG_LOCK = 0x6374636C  # the advisory lock that orders the change log's numbers
 class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
     """Entities of every tenant in one PostgreSQL database."""
 
-    def __init__(self, url: str, pool_size: int = 8) -> None:
+    def __init__(self, url: str, pool_size: int = 8, read_replica: str = "") -> None:
         self.url = url
         self.pool_size = pool_size
+        self.read_replica = read_replica
         self._pool: asyncpg.Pool | None = None
+        self._replica: asyncpg.Pool | None = None
         self._watchers: list[Callable[[], None]] = []
         self._month = ""
         self._judge = sqlite3.connect(":memory:", check_same_thread=False)
@@ -66,17 +68,28 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
         assert self._pool is not None, "store is not open"
         return self._pool
 
+    @property
+    def reads(self) -> asyncpg.Pool:
+        """Where the API's reads go: a streaming-replication standby if one was given (it may
+        lag the primary unless the primary commits with synchronous_commit=remote_apply)."""
+        return self._replica or self.pool
+
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
+        if self.read_replica:
+            self._replica = await asyncpg.create_pool(
+                self.read_replica, min_size=1, max_size=self.pool_size
+            )
         async with self.pool.acquire() as conn:
             await migrate(conn)
         await self._listen()
 
     async def close(self) -> None:
         await self._unlisten()
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        for pool in (self._replica, self._pool):
+            if pool is not None:
+                await pool.close()
+        self._pool = self._replica = None
 
     def entity_matches(self, tenant: str, entity: Entity, query: Query) -> bool:
         """idPattern, q and scopeQ on one entity: SQLite's compiled SQL over a one-row table
@@ -86,10 +99,10 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
     async def tenant_exists(self, tenant: str) -> bool:
         if tenant == "":
             return True
-        return await self.pool.fetchval("SELECT 1 FROM tenants WHERE name = $1", tenant) == 1
+        return await self.reads.fetchval("SELECT 1 FROM tenants WHERE name = $1", tenant) == 1
 
     async def get(self, tenant: str, entity_id: str) -> Entity | None:
-        raw = await self.pool.fetchval(
+        raw = await self.reads.fetchval(
             "SELECT raw FROM entities WHERE tenant = $1 AND id = $2", tenant, entity_id
         )
         return orjson.loads(raw) if raw is not None else None
@@ -146,7 +159,7 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
         return None
 
     async def query(self, tenant: str, query: Query) -> QueryResult:
-        async with self.pool.acquire() as conn:
+        async with self.reads.acquire() as conn:
             return await run_query(conn, tenant, query, self._judge_for(tenant, query))
 
     async def purge(self, tenant: str, query: Query) -> int:
@@ -171,7 +184,7 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
         return judge
 
     async def type_counts(self, tenant: str) -> dict[str, int]:
-        rows = await self.pool.fetch(
+        rows = await self.reads.fetch(
             "SELECT t, count(*) FROM entities, unnest(types) t WHERE tenant = $1 GROUP BY t",
             tenant,
         )
@@ -179,7 +192,7 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
 
     async def attribute_count(self, tenant: str, attr: str) -> int:
         return int(
-            await self.pool.fetchval(
+            await self.reads.fetchval(
                 "SELECT count(*) FROM entities WHERE tenant = $1 AND doc -> 'attrs' ? $2",
                 tenant,
                 attr,
@@ -187,7 +200,7 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
         )
 
     async def summary(self, tenant: str) -> list[tuple[str, str | None, str | None, int]]:
-        rows = await self.pool.fetch(
+        rows = await self.reads.fetch(
             "SELECT t, a.key, i ->> 'type', count(DISTINCT e.id) FROM entities e"
             " CROSS JOIN unnest(e.types) t"
             " LEFT JOIN LATERAL jsonb_each(e.doc -> 'attrs') a ON true"

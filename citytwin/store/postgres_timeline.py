@@ -55,11 +55,12 @@ class TimelineMixin:
     delete_instance, prune_history."""
 
     pool: asyncpg.Pool
+    reads: asyncpg.Pool
 
     @contextlib.asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection whose statements all see one snapshot."""
-        async with self.pool.acquire() as conn:
+        async with self.reads.acquire() as conn:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 yield conn
 
@@ -107,7 +108,7 @@ class TimelineMixin:
         return {r[0] for r in rows}
 
     async def history_attrs(self, tenant: str, entity_id: str) -> set[str]:
-        rows = await self.pool.fetch(
+        rows = await self.reads.fetch(
             "SELECT DISTINCT attr FROM series WHERE tenant = $1 AND id = $2", tenant, entity_id
         )
         return {r[0] for r in rows}
