@@ -52,6 +52,7 @@ class Notifier:
         self.tasks: list[asyncio.Task[None]] = []  # the work, while this process holds the lease
         self.keeper: asyncio.Task[None] | None = None
         self.due: dict[Key, float] = {}  # next send of timeInterval subscriptions (loop time)
+        self.version = -1  # of the subscriptions last read (store.subscriptions_version)
 
     async def start(self) -> None:
         """Run here if this process holds the notifier lease; else keep trying for it, so that
@@ -151,6 +152,10 @@ class Notifier:
                 await asyncio.sleep(1)
 
     async def _drain(self) -> None:
+        version = await self.store.subscriptions_version()
+        if version != self.version:  # another process wrote a subscription: it may match
+            self.version = version  # (taken first: a write meanwhile makes the next pass look)
+            await self.reload()
         if not self.subs:  # nothing to match: no need to read the changes
             self.seq = max(self.seq, await self.store.last_change())
             return

@@ -216,6 +216,10 @@ class Store(Protocol):
 
     async def delete_subscription(self, tenant: str, sub_id: str) -> bool: ...
 
+    async def subscriptions_version(self) -> int:
+        """A number that changes with every subscription write, by any process."""
+        ...
+
     async def attribute_count(self, tenant: str, attr: str) -> int: ...
 
     # -- history (the temporal API) --------------------------------------------------------------

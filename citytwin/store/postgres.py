@@ -1,9 +1,10 @@
-"""The PostgreSQL store (issue 8, in progress): asyncpg, JSONB documents, PostGIS geometries.
+"""The PostgreSQL store (issue 8): asyncpg, JSONB documents, PostGIS geometries.
 
-Built so far: the schema (postgres_schema), entities read and written through the same plan as
-the SQLite store (store/plan.py) in one transaction with their geometry index rows, change-log
-rows and history; the change log, cursors and subscriptions. Not yet: queries, the temporal
-reads, purge, devices, leases, and the serve/CLI wiring (so `open_store` does not offer it yet).
+Entities are read and written through the same plan as the SQLite store (store/plan.py), in
+one transaction with their geometry rows, change-log rows and history. The rest lives beside:
+queries (postgres_query, postgres_sql), the temporal reads (postgres_timeline), the change
+log and subscriptions (postgres_log), provisioning (postgres_devices), leases and LISTEN
+(postgres_notify), the schema (postgres_schema). docs/design.md and docs/scale-out.md say why.
 
 A write locks the rows of the entities it names (in id order, so two writers cannot deadlock)
 and works on what it read; a concurrent creation of the same entity makes it start again.

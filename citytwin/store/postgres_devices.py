@@ -41,7 +41,7 @@ class DevicesMixin:
             if done != len(items):
                 await transaction.rollback()
                 return False
-            await _bump(conn)
+            await bump(conn)
             await transaction.commit()
             return True
 
@@ -53,7 +53,7 @@ class DevicesMixin:
                 tenant,
                 keys,
             )
-            await _bump(conn)
+            await bump(conn)
         return affected(status)
 
     async def provisioning_version(self) -> int:
@@ -62,9 +62,10 @@ class DevicesMixin:
         return int(seq) if seq is not None else 0
 
 
-async def _bump(conn: asyncpg.Connection) -> None:
+async def bump(conn: asyncpg.Connection, name: str = VERSION) -> None:
+    """Change a version number other processes read (a row of the cursors table)."""
     await conn.execute(
         "INSERT INTO cursors (name, seq) VALUES ($1, 1)"
         " ON CONFLICT (name) DO UPDATE SET seq = cursors.seq + 1",
-        VERSION,
+        name,
     )

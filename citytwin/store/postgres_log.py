@@ -9,8 +9,9 @@ import orjson
 
 from citytwin.model.times import now_iso
 from citytwin.store.base import ChangeRecord
+from citytwin.store.postgres_devices import bump
 from citytwin.store.postgres_schema import affected
-from citytwin.store.sqlite_changes import PRUNE_CHUNK
+from citytwin.store.sqlite_changes import PRUNE_CHUNK, SUBSCRIPTIONS
 
 
 class LogMixin:
@@ -64,6 +65,8 @@ class LogMixin:
                     text,
                 )
             made = affected(done) == 1
+            if made:
+                await bump(conn, SUBSCRIPTIONS)
             if made and create and tenant:
                 await conn.execute(
                     "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -98,10 +101,18 @@ class LogMixin:
         return [(t, orjson.loads(doc)) for t, doc in rows]
 
     async def delete_subscription(self, tenant: str, sub_id: str) -> bool:
-        done = await self.pool.execute(
-            "DELETE FROM subscriptions WHERE tenant = $1 AND id = $2", tenant, sub_id
-        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            done = await conn.execute(
+                "DELETE FROM subscriptions WHERE tenant = $1 AND id = $2", tenant, sub_id
+            )
+            if affected(done) == 1:
+                await bump(conn, SUBSCRIPTIONS)
         return affected(done) == 1
+
+    async def subscriptions_version(self) -> int:
+        """A number that changes with every subscription write (other workers' too)."""
+        seq = await self.pool.fetchval("SELECT seq FROM cursors WHERE name = $1", SUBSCRIPTIONS)
+        return int(seq) if seq is not None else 0
 
     async def changes_touching(self, seq: int, upto: int, needles: list[str]) -> list[ChangeRecord]:
         """Changes in (seq, upto] whose touched attributes (or whole new state) hold a needle."""

@@ -15,6 +15,9 @@ import orjson
 
 from citytwin.model.times import now_iso
 from citytwin.store.base import ChangeRecord
+from citytwin.store.sqlite_devices import bump
+
+SUBSCRIPTIONS = "subscriptions"  # a row of the cursors table, bumped by subscription writes
 
 V3 = """
 CREATE TABLE changes (
@@ -159,6 +162,8 @@ class LogMixin:
             else:
                 sql = "UPDATE subscriptions SET doc = ? WHERE tenant = ? AND id = ?"
             done = conn.execute(sql, (text, tenant, sub_id)).rowcount == 1
+            if done:
+                bump(conn, SUBSCRIPTIONS)
             if done and create and tenant:
                 conn.execute(
                     "INSERT OR IGNORE INTO tenants (name, created_at) VALUES (?, ?)",
@@ -194,11 +199,18 @@ class LogMixin:
         return [(t, orjson.loads(doc)) for t, doc in rows]
 
     async def delete_subscription(self, tenant: str, sub_id: str) -> bool:
-        return await self._write(
-            lambda conn: (
-                conn.execute(
-                    "DELETE FROM subscriptions WHERE tenant = ? AND id = ?", (tenant, sub_id)
-                ).rowcount
-                == 1
-            )
-        )
+        def job(conn: sqlite3.Connection) -> bool:
+            sql = "DELETE FROM subscriptions WHERE tenant = ? AND id = ?"
+            done = conn.execute(sql, (tenant, sub_id)).rowcount == 1
+            if done:
+                bump(conn, SUBSCRIPTIONS)
+            return done
+
+        return await self._write(job)
+
+    async def subscriptions_version(self) -> int:
+        """A number that changes with every subscription write (other workers' too)."""
+        row = self.reader.execute(
+            "SELECT seq FROM cursors WHERE name = ?", (SUBSCRIPTIONS,)
+        ).fetchone()
+        return int(row[0]) if row else 0

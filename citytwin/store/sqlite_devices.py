@@ -47,7 +47,7 @@ class DevicesMixin:
             done = sum(conn.execute(sql, row).rowcount for row in rows)
             if done != len(rows):
                 raise _Conflict
-            _bump(conn)
+            bump(conn)
             return True
 
         try:
@@ -61,7 +61,7 @@ class DevicesMixin:
         def job(conn: sqlite3.Connection) -> int:
             sql = "DELETE FROM provisioned WHERE kind = ? AND tenant = ? AND key = ?"
             done = sum(conn.execute(sql, a).rowcount for a in args)
-            _bump(conn)
+            bump(conn)
             return done
 
         return await self._write(job)
@@ -72,11 +72,12 @@ class DevicesMixin:
         return int(row[0]) if row else 0
 
 
-def _bump(conn: sqlite3.Connection) -> None:
+def bump(conn: sqlite3.Connection, name: str = VERSION) -> None:
+    """Change a version number other processes read (a row of the cursors table)."""
     conn.execute(
         "INSERT INTO cursors (name, seq) VALUES (?, 1)"
         " ON CONFLICT (name) DO UPDATE SET seq = seq + 1",
-        (VERSION,),
+        (name,),
     )
 
 
