@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -153,7 +154,8 @@ def _run(settings: Settings) -> None:
 
     for name, value in asdict(settings).items():
         os.environ[f"CITYTWIN_{name.upper()}"] = str(value)
-    click.echo(f"citytwin: NGSI-LD broker on {settings.base_url}/ngsi-ld/v1 ({settings.database})")
+    shown = _without_password(settings.database)
+    click.echo(f"citytwin: NGSI-LD broker on {settings.base_url}/ngsi-ld/v1 ({shown})")
     click.echo(f"citytwin: device gateway on {settings.base_url}/iot, MQTT {_mqtt(settings)}")
     uvicorn.run(
         "citytwin.app:app_from_env",
@@ -164,6 +166,15 @@ def _run(settings: Settings) -> None:
         log_level="warning",
         access_log=False,
     )
+
+
+def _without_password(url: str) -> str:
+    """A database URL fit for a log: its password, if any, hidden."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _local(settings: Settings) -> str:

@@ -85,7 +85,8 @@ class Gateway:
 
     async def known(self, apikey: str, device_id: str) -> Profile:
         found = self.registry.device(apikey, device_id)
-        if found is None and await self.registry.refresh():
+        if found is None:  # look again even if this refresh read nothing: another message's
+            await self.registry.refresh()  # may have read it meanwhile
             found = self.registry.device(apikey, device_id)
         if found is None:
             raise Dropped("unknown-device", f"device {device_id!r} is not provisioned")

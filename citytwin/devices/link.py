@@ -90,6 +90,8 @@ class DeviceLink:
             await self._unlead()
         if not self.leading and await self.store.try_lease(LEASE):
             await self._lead()
+        elif self.leading and self.mqtt == "embedded" and self.server is None:
+            await self._serve()  # the port was taken (an old leader still had it): again
         if self.slot is not None and not await self.store.holds(f"{LEASE}-{self.slot}"):
             await self._move()
 
@@ -97,14 +99,18 @@ class DeviceLink:
         """The one worker's extra duties: commands, and the embedded broker."""
         self.leading = True
         await self.gateway.commands.start()
-        if self.mqtt != "embedded":
-            return
-        self.server = MqttServer(self.host, self.port)
+        if self.mqtt == "embedded":
+            await self._serve()
+
+    async def _serve(self) -> None:
+        """Start the embedded broker; if its port is taken, the lease check tries again."""
+        server = MqttServer(self.host, self.port)
         try:
-            await self.server.start()
+            await server.start()
         except OSError as exc:
             log.error("embedded MQTT broker not started on %s:%s: %s", self.host, self.port, exc)
-            self.server = None
+            return
+        self.server = server
 
     async def _unlead(self) -> None:
         self.leading = False

@@ -41,7 +41,18 @@ class Registry:
         self.version = -1
 
     async def load(self) -> None:
-        version = await self.store.provisioning_version()
+        """Read every group and device; again if a provisioning write came between the reads
+        (another worker's: a device read without the group written just before it would not
+        be recognised)."""
+        while True:
+            version = await self.store.provisioning_version()
+            maps = await self._read()
+            if await self.store.provisioning_version() == version:
+                break
+        self.maps = maps
+        self.version = version
+
+    async def _read(self) -> _Maps:
         maps = _Maps()
         for tenant, key, doc in await self.store.provisioned(GROUP):
             maps.groups[(tenant, key)] = doc
@@ -55,8 +66,7 @@ class Registry:
             found = profile(tenant, path, doc, self._group_of(maps, tenant, path, doc))
             maps.by_entity[(tenant, found.entity_id)] = found
             maps.profiles[(tenant, key)] = found
-        self.maps = maps
-        self.version = version
+        return maps
 
     async def refresh(self) -> bool:
         """Read the store again if any worker provisioned since the last read (a one-row

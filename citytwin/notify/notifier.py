@@ -152,20 +152,30 @@ class Notifier:
                 await asyncio.sleep(1)
 
     async def _drain(self) -> None:
-        version = await self.store.subscriptions_version()
-        if version != self.version:  # another process wrote a subscription: it may match
-            self.version = version  # (taken first: a write meanwhile makes the next pass look)
-            await self.reload()
-        if not self.subs:  # nothing to match: no need to read the changes
-            self.seq = max(self.seq, await self.store.last_change())
-            return
         while True:
+            if not self.subs:  # nothing to match: no need to read the changes
+                last = await self.store.last_change()
+                if not await self._subscriptions_changed():
+                    self.seq = max(self.seq, last)
+                    return
+                continue
             changes = await self.store.changes_since(self.seq, 500)
+            await self._subscriptions_changed()
             if not changes:
                 return
             for change in changes:
                 await self._dispatch(change)
                 self.seq = change.seq
+
+    async def _subscriptions_changed(self) -> bool:
+        """Read the subscriptions again if any process wrote one (True then). Asked after
+        reading changes: a subscription committed before one of them is then seen."""
+        version = await self.store.subscriptions_version()
+        if version == self.version:
+            return False
+        self.version = version  # (first: a write meanwhile makes the next look read again)
+        await self.reload()
+        return True
 
     async def _dispatch(self, change: ChangeRecord) -> None:
         entity = change.after or change.before

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+
 from citytwin.store.base import Change, MutateFn, Store
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -21,9 +24,12 @@ def outages() -> tuple[type[BaseException], ...]:
         asyncpg.TooManyConnectionsError,
         asyncpg.InterfaceError,  # some: a connection closed under a request
         asyncpg.InternalClientError,  # a connection left half-way by its server's exit
-        ConnectionError,
-        TimeoutError,
+        OSError,  # some: refused, unreachable, unknown host, timed out
     )
+
+
+_UNREACHABLE = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                errno.ETIMEDOUT, errno.ECONNABORTED, errno.EPIPE}  # fmt: skip
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -31,7 +37,11 @@ def is_outage(exc: BaseException) -> bool:
 
     if isinstance(exc, asyncpg.InterfaceError):
         return "closed" in str(exc)  # the others are mistakes in the code
-    return isinstance(exc, outages())
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return True
+    if type(exc) is OSError:  # asyncio's "Multiple exceptions" of a name with two addresses
+        return exc.errno in _UNREACHABLE or str(exc).startswith("Multiple exceptions")
+    return isinstance(exc, outages()) and not isinstance(exc, OSError)
 
 
 def open_store(url: str, read_replica: str = "") -> Store:

@@ -269,7 +269,8 @@ async def _load(conn: asyncpg.Connection, tenant: str, ids: list[str]) -> dict[s
 async def _reindex(
     conn: asyncpg.Connection, tenant: str, entities: dict[str, Entity | None]
 ) -> None:
-    """Rewrite the geometry rows of these entities (their types live in their own row)."""
+    """Rewrite the geometry rows of these entities (their types live in their own row); only
+    x and y count, as in SQLite (a position's altitude is kept in the document alone)."""
     if not entities:
         return
     await conn.execute(
@@ -285,7 +286,7 @@ async def _reindex(
     ]
     await conn.executemany(
         "INSERT INTO entity_geo (tenant, id, attr, dataset, geom)"
-        " VALUES ($1, $2, $3, $4, ST_SetSRID(ST_GeomFromGeoJSON($5), 4326))"
+        " VALUES ($1, $2, $3, $4, ST_SetSRID(ST_Force2D(ST_GeomFromGeoJSON($5)), 4326))"
         " ON CONFLICT DO NOTHING",
         rows,
     )

@@ -78,6 +78,9 @@ async def run_query(
     if any(key.distance for key in query.order_by):
         return await _by_distance(conn, tenant, query, judge)
     s = await select(conn, tenant, query)
+    count = None
+    if query.count and not s.checked:  # (before the order adds parameters of its own)
+        count = await conn.fetchval(f"SELECT count(*) FROM entities e WHERE {s.clause}", *s.params)
     order = order_by(query.order_by, s.params)
     sql = f"SELECT e.raw FROM entities e WHERE {s.clause} ORDER BY {order}"
     if s.checked:
@@ -85,9 +88,6 @@ async def run_query(
         kept = [doc for doc in docs if judge(doc)]
         end = None if query.limit is None else query.offset + query.limit
         return QueryResult(kept[query.offset : end], len(kept) if query.count else None)
-    count = None
-    if query.count:
-        count = await conn.fetchval(f"SELECT count(*) FROM entities e WHERE {s.clause}", *s.params)
     rows: list[Any] = []
     if query.limit != 0:
         if query.limit is not None:

@@ -91,18 +91,23 @@ def compile_node(node: Node, params: Params) -> str:
     return _term(node, params)
 
 
+def _keys(expr: str, keys: list[str], params: Params) -> str:
+    """Object members by name, one `->` each (never an array position, as `#>` would take
+    "0" for: SQLite's `$."0"` names a member too)."""
+    for key in keys:
+        expr = f"({expr} -> {params.add(key)}::text)"
+    return expr
+
+
 def _term(term: Term, params: Params) -> str:
     path = term.path
     for name in (path.attr, *path.sub, *path.keys):
         quote_key(name)  # refuses what SQLite's paths cannot name, so both stores answer alike
     instances = f"jsonb_array_elements(e.doc -> 'attrs' -> {params.add(path.attr)}) i(inst)"
-    base = [s for s in path.sub if s not in _META]
-    sub = f"(i.inst #> {params.add(base)}::text[])" if base else "i.inst"
+    sub = _keys("i.inst", [s for s in path.sub if s not in _META], params)
     meta = [s for s in path.sub if s in _META]
     member = params.add(meta[-1]) + "::text" if meta else _MEMBER.format(sub=sub)
-    target = f"({sub} -> {member})"
-    if path.keys:
-        target = f"({target} #> {params.add(list(path.keys))}::text[])"
+    target = _keys(f"({sub} -> {member})", list(path.keys), params)
     if term.op is None:
         return f"EXISTS (SELECT 1 FROM {instances} WHERE {target} IS NOT NULL)"
     values = _EACH.format(t=target)
@@ -115,11 +120,21 @@ def _term(term: Term, params: Params) -> str:
     return f"EXISTS (SELECT 1 FROM {instances} CROSS JOIN LATERAL {values} WHERE {test})"
 
 
+# SQLite's comparisons, which these follow: a value is compared only with literals of its own
+# JSON type (booleans: the same boolean), by SQLite's order of SQL values, in which a boolean is
+# 1 or 0 and every number comes before every string.
+
+
 def _compare(term: Term, params: Params) -> str:
     op, value = term.op, term.value
     if isinstance(value, Range):
-        low, high = _operand(value.low, params), _operand(value.high, params)
-        return f"{_type_test(value.low)} AND {_scalar(value.low)} BETWEEN {low} AND {high}"
+        low, high = value.low, value.high
+        above = f"{_scalar(low)} >= {_operand(low, params)}"
+        if _numeric(low) != _numeric(high):  # a number is below any string
+            below = "TRUE" if _numeric(low) else "FALSE"
+        else:
+            below = f"{_scalar(low)} <= {_operand(high, params)}"
+        return f"{_type_test(low)} AND {above} AND {below}"
     if isinstance(value, tuple):
         return "(" + " OR ".join(_equal(v, params) for v in value) + ")"
     if op in ("==", "!="):
@@ -130,31 +145,40 @@ def _compare(term: Term, params: Params) -> str:
 
 def _equal(value: Any, params: Params) -> str:
     if isinstance(value, bool):
-        return f"v.x = '{'true' if value else 'false'}'::jsonb"
+        return _type_test(value)
     return f"{_type_test(value)} AND {_scalar(value)} = {_operand(value, params)}"
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float)  # booleans too
 
 
 def _type_test(value: Any) -> str:
     if isinstance(value, bool):
-        return "jsonb_typeof(v.x) = 'boolean'"
+        return f"v.x = '{'true' if value else 'false'}'::jsonb"
     if isinstance(value, int | float):
         return "jsonb_typeof(v.x) = 'number'"
     return "jsonb_typeof(v.x) = 'string'"
 
 
 def _scalar(value: Any) -> str:
-    """The compared value as SQL of the literal's type (numbers exactly, strings by code point).
+    """The compared value as SQL of the literal's type (numbers exactly, booleans as 1 or 0,
+    strings by code point).
 
     A CASE keeps the cast from running on a value of another type: PostgreSQL does not promise
     to test the type first.
     """
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, bool):
+        return "(CASE WHEN jsonb_typeof(v.x) = 'boolean' THEN (v.x)::boolean::int END)"
+    if isinstance(value, int | float):
         return "(CASE WHEN jsonb_typeof(v.x) = 'number' THEN (v.x)::numeric END)"
     return "((v.x #>> '{}') COLLATE \"C\")"
 
 
 def _operand(value: Any, params: Params) -> str:
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int | float):
         return params.add(Decimal(repr(value)) if isinstance(value, float) else value) + "::numeric"
     return params.add(str(value)) + "::text"
 
@@ -168,8 +192,9 @@ _ENTITY_ORDER = {
 
 
 def order_by(keys: tuple[OrderKey, ...], params: Params) -> str:
-    """ORDER BY for 4.23 as in SQLite: entities without the value last; numbers (and
-    booleans, as 1 and 0) before strings, reversed when descending; ties by id."""
+    """ORDER BY for 4.23 as in SQLite: entities without the value (or with JSON null) last;
+    numbers (and booleans, as 1 and 0) before strings, reversed when descending; equal numbers
+    tie, and ties go by id."""
     terms = []
     for key in keys:
         direction = " DESC" if key.descending else ""
@@ -179,25 +204,27 @@ def order_by(keys: tuple[OrderKey, ...], params: Params) -> str:
         value = _first_value(key, params)
         kind = f"jsonb_typeof({value})"
         terms += [
-            f"({value}) IS NULL",
-            f"{kind} NOT IN ('number', 'boolean'){direction}",
+            f"coalesce({kind}, 'null') = 'null'",
+            f"(CASE WHEN {kind} IN ('number', 'boolean') THEN 0"
+            f" WHEN {kind} IN ('string', 'object', 'array') THEN 1 END){direction}",
             f"(CASE {kind} WHEN 'number' THEN ({value})::numeric"
             f" WHEN 'boolean' THEN ({value})::boolean::int END){direction}",
-            f"(({value}) #>> '{{}}') COLLATE \"C\"{direction}",
+            f"(CASE WHEN {kind} IN ('string', 'object', 'array')"
+            f" THEN ({value}) #>> '{{}}' END) COLLATE \"C\"{direction}",
         ]
     return ", ".join([*terms, "e.id"])
 
 
 def _first_value(key: OrderKey, params: Params) -> str:
+    """The value of an attribute's first instance (its meta-member, or a key into it)."""
     path = key.path
-    base = [path.attr, "0", *(s for s in path.sub if s not in _META)]
+    first = _keys(f"(e.doc -> 'attrs' -> {params.add(path.attr)} -> 0)",
+                  [s for s in path.sub if s not in _META], params)  # fmt: skip
     meta = [s for s in path.sub if s in _META]
     if meta:
-        return f"(e.doc -> 'attrs') #> {params.add([*base, meta[-1]])}::text[]"
-    keys = list(path.keys)
-    value = params.add([*base, "value", *keys])
-    obj = params.add([*base, "object", *keys])
-    return f"coalesce((e.doc -> 'attrs') #> {value}::text[], (e.doc -> 'attrs') #> {obj}::text[])"
+        return _keys(first, [meta[-1]], params)
+    value = _keys(first, ["value", *path.keys], params)
+    return f"coalesce({value}, {_keys(first, ['object', *path.keys], params)})"
 
 
 def attr_exists(attrs: frozenset[str], params: Params) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from citytwin.model.geo import bbox
+from citytwin.model.geo import bbox, positions
 from citytwin.store.sqlite_changes import V3
 from citytwin.store.sqlite_devices import V6
 from citytwin.store.sqlite_history import V4, backfill
@@ -130,7 +130,9 @@ def _add_geo(conn: sqlite3.Connection, tenant: str, entities: Iterable[tuple[str
         for entity_id, entity in entities
         for attr, instances in entity["attrs"].items()
         for inst in instances
-        if inst.get("type") == "GeoProperty" and isinstance(inst.get("value"), dict)
+        if inst.get("type") == "GeoProperty"
+        and isinstance(inst.get("value"), dict)
+        and next(positions(inst["value"]), None) is not None  # (an empty collection: no box)
     ]
     if not shapes:
         return

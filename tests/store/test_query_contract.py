@@ -112,3 +112,65 @@ async def test_purge_deletes_what_a_query_selects(store: Any) -> None:
     assert await ids(store, Query()) == ["1", "3", "5"]
     last = await store.changes_since(0)
     assert [(c.entity_id[-1], c.after) for c in last[-2:]] == [("2", None), ("4", None)]
+
+
+async def test_ranges_whose_ends_differ_in_type_compare_as_sqlite_orders_values(
+    store: Any,
+) -> None:
+    """Every number comes before every string; a boolean is 1 or 0 against numbers."""
+    await load(store, thing(1, v=1), thing(2, v=5), thing(3, v="a"), thing(4, v=True))
+    assert await ids(store, Query(q=q("v==1..b"))) == ["1", "2"]
+    assert await ids(store, Query(q=q("v==a..1"))) == []
+    assert await ids(store, Query(q=q("v==0..true"))) == ["1"]
+    assert await ids(store, Query(q=q("v!=1..b"))) == ["3", "4"]
+
+
+async def test_booleans_compare_only_with_themselves(store: Any) -> None:
+    await load(store, thing(1, v=True), thing(2, v=False), thing(3, v=1))
+    found = {text: await ids(store, Query(q=q(text)))
+             for text in ("v>=false", "v>true", "v<=true", "v==true..true", "v==true")}  # fmt: skip
+    assert found == {"v>=false": ["2"], "v>true": [], "v<=true": ["1"], "v==true..true": ["1"],
+                     "v==true": ["1"]}  # fmt: skip
+
+
+async def test_keys_name_members_never_array_positions(store: Any) -> None:
+    await load(store, thing(1, v=[1, 2]), thing(2, v={"0": 1}))
+    assert await ids(store, Query(q=q("v[0]==1"))) == ["2"]
+    assert await ids(store, Query(q=q("v[0]"))) == ["2"]
+    order = expand_order(parse_order_by("v[0];desc"), lambda n: EX + n)
+    assert await ids(store, Query(order_by=order)) == ["2", "1"]
+
+
+async def test_order_ties_equal_numbers_and_puts_json_null_last(store: Any) -> None:
+    await load(store, thing(5, v=1), thing(6, v=1.0), thing(7, v=True), thing(8, w={"k": None}),
+               thing(9, w={"k": 3}), thing(4, w={"k": "x"}))  # fmt: skip
+
+    async def ordered(spec: str) -> list[str]:
+        return await ids(store, Query(order_by=expand_order(parse_order_by(spec), EX.__add__)))
+
+    assert (await ordered("v"))[:3] == (await ordered("v;desc"))[:3] == ["5", "6", "7"]
+    assert await ordered("w[k];desc") == ["4", "9", "5", "6", "7", "8"]  # absent: by id
+    assert await ordered("w[k]") == ["9", "4", "5", "6", "7", "8"]
+
+
+async def test_count_with_an_attribute_order(store: Any) -> None:
+    await load(store, *(thing(n, v=n) for n in range(1, 6)))
+    order = expand_order(parse_order_by("v;desc"), lambda n: EX + n)
+    page = await store.query("", Query(order_by=order, count=True, limit=2, q=q("v>1")))
+    assert [e["id"][-1] for e in page.entities] == ["5", "4"] and page.count == 4
+
+
+async def test_geometries_with_altitude_or_nothing_in_them_are_stored(store: Any) -> None:
+    from citytwin.model.geo import GeoQuery
+
+    def placed(n: int, value: dict[str, Any]) -> Entity:
+        entity = thing(n)
+        entity["attrs"][EX + "location"] = [{"type": "GeoProperty", "value": value}]
+        return entity
+
+    await load(store, placed(1, {"type": "Point", "coordinates": [121.5, 31.2, 12.0]}),
+               placed(2, {"type": "GeometryCollection", "geometries": []}),
+               placed(3, {"type": "Point", "coordinates": [100.0, 10.0]}))  # fmt: skip
+    box = {"type": "Polygon", "coordinates": [[[121, 31], [122, 31], [122, 32], [121, 32],
+                                                [121, 31]]]}  # fmt: skip
+    assert await ids(store, Query(geo=GeoQuery("within", box, EX + "location"))) == ["1"]
