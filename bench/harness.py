@@ -25,6 +25,25 @@ def pct(values: list[float], p: int) -> float:
     return statistics.quantiles(values, n=100)[p - 1] if len(values) > 1 else values[0]
 
 
+Latencies = list[float]  # milliseconds
+LatencyRow = tuple[str, Latencies, Latencies, Latencies | None, str]  # name, HTTP, SQL, raw, target
+
+
+def latency_table(title: str, rows: list[LatencyRow], width: int) -> None:
+    """p50/p99 over HTTP beside the same read done directly (citytwin's SQL) and written by hand
+    (`raw`, where measured); each ratio is the direct read's p50 over the HTTP p50."""
+    head = ("HTTP p50", "HTTP p99", "SQL p50", "SQL p99", "ratio", "raw p50", "raw p99", "ratio")
+    print(f"{title:<{width}}" + "".join(f"{h:>9}" for h in head) + "  target")
+    for name, http, sql, raw, target in rows:
+        cells = [pct(http, 50), pct(http, 99), pct(sql, 50), pct(sql, 99)]
+        line = "".join(f"{f:>9.1f}" for f in cells) + f"{pct(sql, 50) / pct(http, 50):>9.2f}"
+        if raw is None:
+            line += f"{'-':>9}" * 3
+        else:
+            line += f"{pct(raw, 50):>9.1f}{pct(raw, 99):>9.1f}{pct(raw, 50) / pct(http, 50):>9.2f}"
+        print(f"{name:<{width}}{line}  {target}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

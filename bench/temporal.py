@@ -1,13 +1,16 @@
 """Issue 5 benchmark: history at city scale, over HTTP, beside the same reads done by SQL directly.
 
     python -m bench.temporal [--sensors 1000] [--observations 10000] [--samples 100] [--db F]
+                             [--store sqlite] [--workers 1]
 
 Loads SENSORS x OBSERVATIONS temperature readings (one a minute) through the temporal API's
-write path in-process, starts the server on that file, and prints p50/p99 of
+write path in-process, starts the server on that store, and prints p50/p99 of
 - one attribute of one sensor over one day (1,440 instances), and
 - hourly avg over 30 days for 100 sensors (aggregatedValues),
-each beside the same read done with citytwin's SQL directly on the file; then bytes on disk per
-instance, and the load rate beside raw executemany into a table of the same shape.
+each beside the same read done with citytwin's SQL directly on the file (on PostgreSQL: the
+store's own reads, in-process, and also the same read written by hand with asyncpg, `raw`);
+then bytes on disk per instance, and the load rate beside raw executemany into a table of the
+same shape.
 """
 
 from __future__ import annotations
@@ -20,19 +23,22 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.harness import citytwin, pct
+from bench import pg
+from bench.harness import Latencies, LatencyRow, citytwin, latency_table
+from citytwin.store import is_postgres
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 CHUNK = 1000  # instances a request
 PARALLEL = 8  # requests in flight while loading (they share group commits)
 WARMUP = 5
+RAW_ROWS = 1_000_000  # rows of the raw insert ceiling
 
 
 def sensor_id(n: int) -> str:
@@ -61,10 +67,10 @@ async def load(db: str, sensors: int, observations: int) -> float:
     """Fill the history through the temporal write path (Timeline.upsert); instances/s."""
     from citytwin.broker import Broker
     from citytwin.contexts import ContextResolver
-    from citytwin.store.sqlite import SqliteStore
+    from citytwin.store import open_store
     from citytwin.timeline import Timeline
 
-    store = SqliteStore(db)
+    store = open_store(db)
     await store.open()
     timeline, ctx, rng = Timeline(Broker(store), 10_000), ContextResolver().core, random.Random(5)
     jobs = [(n, first) for first in range(0, observations, CHUNK) for n in range(sensors)]
@@ -82,7 +88,7 @@ async def load(db: str, sensors: int, observations: int) -> float:
     return total / (time.perf_counter() - start)
 
 
-def raw_insert_rate(rows: int = 1_000_000) -> float:
+def raw_insert_rate(rows: int = RAW_ROWS) -> float:
     """The ceiling: executemany of rows of the same shape into the same schema, no broker."""
     from citytwin.store.sqlite_history import V4
 
@@ -192,6 +198,70 @@ def direct(db: str, sensors: int, days: int, samples: int) -> tuple[list[float],
     return out
 
 
+def direct_postgres(url: str, sensors: int, days: int, samples: int) -> tuple[Latencies, Latencies]:
+    """The same reads through the PostgreSQL store in-process: its SQL, no HTTP, no rendering
+    (the 100 sensors' aggregation in one call, as `direct` does on SQLite)."""
+    from citytwin.model.history import HistoryQuery, TimeWindow
+    from citytwin.model.times import Duration, to_micros
+    from citytwin.store.postgres import PostgresStore
+    from citytwin.timeline import period_spans
+
+    rng = random.Random(13)
+
+    async def run() -> tuple[Latencies, Latencies]:
+        store = PostgresStore(url)
+        await store.open()
+
+        async def day() -> None:
+            entity, p = day_params(rng, sensors, days)
+            window = TimeWindow("observedAt", to_micros(p["timeAt"]), to_micros(p["endTimeAt"]))
+            await store.history("", [entity], HistoryQuery(window))
+
+        async def month() -> None:
+            p = month_params(rng, sensors)
+            window = TimeWindow("observedAt", to_micros(p["timeAt"]), to_micros(p["endTimeAt"]))
+
+            def periods(low: int, high: int) -> list[tuple[int, int]]:
+                return period_spans(window, Duration(0, 3_600_000_000), low, high)[0]
+
+            ids = p["id"].split(",")
+            await store.aggregate("", ids, HistoryQuery(window), periods, ("avg",))
+
+        try:
+            return await atimed(day, samples), await atimed(month, max(samples // 5, 10))
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+async def atimed(fn: Callable[[], Awaitable[Any]], samples: int) -> list[float]:
+    for _ in range(WARMUP):
+        await fn()
+    out = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        await fn()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def raw_postgres(url: str, sensors: int, days: int, samples: int) -> tuple[Latencies, Latencies]:
+    """The same reads written by hand: the day's instances of one series; the 100 sensors'
+    hourly averages from the hourly roll-ups in one GROUP BY."""
+    from citytwin.model.times import to_micros
+    from citytwin.store.sqlite_rollup import HOUR
+
+    rng, attr = random.Random(13), pg.history_attr(url)
+    days_drawn = [day_params(rng, sensors, days) for _ in range(WARMUP + samples)]
+    day = [(pg.DAY, [entity, attr, to_micros(p["timeAt"]), to_micros(p["endTimeAt"])])
+           for entity, p in days_drawn]  # fmt: skip
+    months = [month_params(rng, sensors) for _ in range(WARMUP + max(samples // 5, 10))]
+    month = [(pg.HOURLY_AVG, [p["id"].split(","), attr, to_micros(p["timeAt"]) // HOUR,
+                              to_micros(p["endTimeAt"]) // HOUR]) for p in months]  # fmt: skip
+    return pg.timed_fetches(url, day, WARMUP), pg.timed_fetches(url, month, WARMUP)
+
+
 def on_disk(db: str, instances: int) -> float:
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -205,38 +275,62 @@ def main() -> None:
     parser.add_argument("--sensors", type=int, default=1000)
     parser.add_argument("--observations", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=100)
-    parser.add_argument("--db", help="reuse (or create) this file instead of a temporary one")
+    parser.add_argument("--db", help="SQLite: reuse (or create) this file, not a temporary one")
+    pg.add_options(parser)
     args = parser.parse_args()
     total = args.sensors * args.observations
-    days = args.observations // 1440
     with tempfile.TemporaryDirectory() as tmp:
-        db = args.db or str(Path(tmp) / "history.db")
-        load_rate = None
-        if not Path(db).exists():
-            load_rate = asyncio.run(load(db, args.sensors, args.observations))
-        print("measuring the raw insert ceiling...", flush=True)
-        ceiling = raw_insert_rate()
-        print("measuring reads over HTTP...", flush=True)
-        with citytwin(db, 1) as (url, _):
-            http_day, http_month = over_http(url, args.sensors, days, args.samples)
-        print("measuring the same reads by SQL...", flush=True)
-        sql_day, sql_month = direct(db, args.sensors, days, args.samples)
-        per_instance = on_disk(db, total)
+        with pg.database(args.store, args.db or str(Path(tmp) / "history.db")) as db:
+            load_rate = None
+            if pg.filled(db, "history"):
+                print("reusing the history already there", flush=True)
+            else:
+                load_rate = asyncio.run(load(db, args.sensors, args.observations))
+            if is_postgres(db):
+                pg.settled(db)
+            rows = measured(db, args)
+            per_instance = bytes_per_instance(db, total)
+            print("measuring the raw insert ceiling...", flush=True)  # last: its writes settle
+            ceiling = pg.history_insert_rate(db, RAW_ROWS) if is_postgres(db) else raw_insert_rate()
     print(f"\ncitytwin temporal benchmark: {args.sensors:,} sensors x {args.observations:,}"
-          f" observations = {total:,} instances")  # fmt: skip
-    print(f"{'read':<34}{'HTTP p50':>10}{'HTTP p99':>10}{'SQL p50':>10}{'SQL p99':>10}  target")
-    for name, http, sql, target in (
-        ("one attribute, one day (1,440)", http_day, sql_day, "p99 < 100 ms"),
-        ("hourly avg, 30 days, 100 sensors", http_month, sql_month, "< 500 ms"),
-    ):
-        figures = (pct(http, 50), pct(http, 99), pct(sql, 50), pct(sql, 99))
-        print(f"{name:<34}" + "".join(f"{f:>10.1f}" for f in figures) + f"  {target}")
-    print("(milliseconds; 'SQL' runs citytwin's history SQL directly on the same file)")
-    print(f"bytes on disk per instance: {per_instance:.0f} (database file, all tables and indexes)")
+          f" observations = {total:,} instances on {pg.store_name(db)},"
+          f" {args.workers} worker(s)")  # fmt: skip
+    latency_table("read", rows, 34)
+    print("(milliseconds; 'SQL' runs citytwin's history SQL directly on the same store;"
+          " ratio: its p50 over\n the HTTP p50)")  # fmt: skip
+    if is_postgres(db):
+        print("('raw' does the same read in one hand-written statement with asyncpg)")
+    print(f"bytes on disk per instance: {per_instance:.0f} (all tables and indexes)")
     if load_rate is not None:
         print(f"load through the temporal write path: {load_rate:,.0f} instances/s; raw"
               f" executemany into the same schema: {ceiling:,.0f}/s"
               f" (ratio {load_rate / ceiling:.2f})")  # fmt: skip
+
+
+def measured(db: str, args: argparse.Namespace) -> list[LatencyRow]:
+    """Both reads over HTTP, then directly (the same random draws)."""
+    days = args.observations // 1440
+    print("measuring reads over HTTP...", flush=True)
+    with citytwin(db, args.workers) as (url, _):
+        http_day, http_month = over_http(url, args.sensors, days, args.samples)
+    print("measuring the same reads directly...", flush=True)
+    raw_day: Latencies | None = None
+    raw_month: Latencies | None = None
+    if is_postgres(db):
+        sql_day, sql_month = direct_postgres(db, args.sensors, days, args.samples)
+        raw_day, raw_month = raw_postgres(db, args.sensors, days, args.samples)
+    else:
+        sql_day, sql_month = direct(db, args.sensors, days, args.samples)
+    return [
+        ("one attribute, one day (1,440)", http_day, sql_day, raw_day, "p99 < 100 ms"),
+        ("hourly avg, 30 days, 100 sensors", http_month, sql_month, raw_month, "< 500 ms"),
+    ]
+
+
+def bytes_per_instance(db: str, instances: int) -> float:
+    if is_postgres(db):
+        return pg.bytes_per_instance(db, instances)
+    return on_disk(db, instances)
 
 
 if __name__ == "__main__":

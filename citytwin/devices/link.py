@@ -153,7 +153,8 @@ class DeviceLink:
         """This worker's slot was lost (another process has its MQTT session): go on under a
         free one."""
         client = self.client
-        assert client is not None
+        if client is None:  # (it never started)
+            return
         self.slot = await self._free_slot()
         if self.slot is None:
             log.error("gateway slot lost, and no other is free: this worker takes no messages")

@@ -76,11 +76,9 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
         return self._replica or self.pool
 
     async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
+        self._pool = await _pool(self.url, self.pool_size)
         if self.read_replica:
-            self._replica = await asyncpg.create_pool(
-                self.read_replica, min_size=1, max_size=self.pool_size
-            )
+            self._replica = await _pool(self.read_replica, self.pool_size)
         async with self.pool.acquire() as conn:
             await migrate(conn)
         await self._listen()
@@ -290,6 +288,18 @@ async def _reindex(
         " ON CONFLICT DO NOTHING",
         rows,
     )
+
+
+async def _pool(url: str, size: int) -> asyncpg.Pool:
+    """Connections handed back without asyncpg's reset (unlock all, close cursors, unlisten,
+    reset settings: a round trip on every release, more than a primary-key read costs). Pooled
+    connections take no session locks, cursors, listens or settings: the store's leases and
+    LISTEN live on a connection of their own."""
+    return await asyncpg.create_pool(url, min_size=1, max_size=size, reset=_kept)
+
+
+async def _kept(conn: asyncpg.Connection) -> None:
+    return None
 
 
 def _purged(current: Entity | None) -> Change:

@@ -81,18 +81,18 @@ async def _series(conn: asyncpg.Connection, numeric: dict[Key, bool]) -> None:
 async def _replace(
     conn: asyncpg.Connection, replaced: list[tuple[Any, ...]]
 ) -> set[tuple[Any, ...]]:
-    """Delete the instances the new ones replace (same series and observedAt); the hours of
-    those deleted need their roll-ups recomputed."""
-    dirty = set()
-    for *key, observed in replaced:
-        gone = await conn.fetch(
-            "DELETE FROM history WHERE tenant = $1 AND id = $2 AND attr = $3 AND dataset = $4"
-            " AND observed = $5 RETURNING observed",
-            *key,
-            observed,
-        )
-        dirty.update((*key, row["observed"] // HOUR) for row in gone)
-    return dirty
+    """Delete the instances the new ones replace (same series and observedAt), in one
+    statement; the hours of those deleted need their roll-ups recomputed."""
+    columns = [list(c) for c in zip(*replaced, strict=True)]
+    gone = await conn.fetch(
+        "DELETE FROM history h USING unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+        " $5::bigint[]) AS r(tenant, id, attr, dataset, observed)"
+        " WHERE h.tenant = r.tenant AND h.id = r.id AND h.attr = r.attr"
+        " AND h.dataset = r.dataset AND h.observed = r.observed"
+        " RETURNING h.tenant, h.id, h.attr, h.dataset, h.observed",
+        *columns,
+    )
+    return {(*row[:4], row[4] // HOUR) for row in gone}
 
 
 async def _add(conn: asyncpg.Connection, rows: list[tuple[Key, int, float]]) -> None:
