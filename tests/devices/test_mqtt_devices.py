@@ -261,15 +261,26 @@ async def test_citytwin_serve_with_two_workers_links_a_device(
                     at = f"2026-11-30T08:00:{n // 4:02d}.{n % 4 * 25:02d}Z"  # times order them
                     await d.measure({"n": n, "b": 64, "TimeInstant": at})
                 await until(iot, "visitors", 199)
-                params = {"attrs": "visitors", "options": "temporalValues", "lastN": "500"}
-                got = await iot.get(f"{NGSI}/temporal/entities/{ROBOT}", params=params,
-                                    headers=TENANT)  # fmt: skip
-                assert sorted(v for v, _ in got.json()["visitors"]["values"]) == list(range(200))
+                # the other worker may still be writing readings older than the newest
+                assert await _history(iot, 200) == list(range(200))
                 await command(iot, "goTo", "entrance")
                 assert await next_command(d) == {"goTo": "entrance"}
                 await d.answer({"goTo": "there"})
                 body = await until(iot, "goTo_status", "OK")
                 assert body["goTo_info"]["value"] == "there"
+
+
+async def _history(iot: httpx.AsyncClient, count: int, timeout: float = 10) -> list[int]:
+    """The robot's visitor readings in its history, sorted, once there are `count` of them
+    (or what there is when the timeout passes)."""
+    params = {"attrs": "visitors", "options": "temporalValues", "lastN": "500"}
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = await iot.get(f"{NGSI}/temporal/entities/{ROBOT}", params=params, headers=TENANT)
+        values = sorted(v for v, _ in got.json()["visitors"]["values"])
+        if len(values) >= count or asyncio.get_running_loop().time() > deadline:
+            return values
+        await asyncio.sleep(0.05)
 
 
 async def _linked(iot: httpx.AsyncClient, timeout: float = 10) -> None:
