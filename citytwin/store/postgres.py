@@ -267,12 +267,19 @@ async def _load(conn: asyncpg.Connection, tenant: str, ids: list[str]) -> dict[s
 async def _reindex(
     conn: asyncpg.Connection, tenant: str, entities: dict[str, Entity | None]
 ) -> None:
-    """Rewrite the geometry rows of these entities (their types live in their own row); only
-    x and y count, as in SQLite (a position's altitude is kept in the document alone)."""
+    """Rewrite the type and geometry rows of these entities; only x and y count, as in SQLite
+    (a position's altitude is kept in the document alone)."""
     if not entities:
         return
-    await conn.execute(
-        "DELETE FROM entity_geo WHERE tenant = $1 AND id = ANY($2::text[])", tenant, list(entities)
+    for table in ("entity_types", "entity_geo"):
+        await conn.execute(
+            f"DELETE FROM {table} WHERE tenant = $1 AND id = ANY($2::text[])",
+            tenant,
+            list(entities),
+        )
+    await conn.executemany(
+        "INSERT INTO entity_types (tenant, id, type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        [(tenant, i, t) for i, e in sorted(entities.items()) if e is not None for t in e["type"]],
     )
     rows = [
         (tenant, entity_id, attr, inst.get("datasetId") or "", orjson.dumps(inst["value"]).decode())

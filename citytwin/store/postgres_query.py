@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 
 from citytwin.model.geo import GeoQuery
-from citytwin.model.query import All, Any_, Node
+from citytwin.model.query import All, Any_, Node, Term
 from citytwin.store.base import Entity, Query, QueryResult
 from citytwin.store.geo_pick import (
     Shapes,
@@ -44,16 +44,34 @@ Judge = Callable[[Entity], bool]  # the Python check of a candidate (regular exp
 
 @dataclass
 class Selection:
-    """A query's WHERE clause over `entities e`; `checked`: candidates need the Python judge."""
+    """A query's rows (`source`: entities `e`, maybe driven by a type's `t` rows), its WHERE
+    clause, the order that costs nothing, and whether candidates need the Python judge."""
 
+    source: str
     clause: str
     params: Params
     checked: bool
+    order: str = "e.id"
+    counted: str | None = None  # a cheaper count, when the type's rows alone answer it
+
+    def sql(self, what: str) -> str:
+        return f"SELECT {what} FROM {self.source} WHERE {self.clause}"
+
+
+BY_TYPE = "entity_types t JOIN entities e ON e.tenant = t.tenant AND e.id = t.id"
 
 
 async def select(conn: asyncpg.Connection, tenant: str, query: Query) -> Selection:
+    """One type (the commonest query) drives from that type's rows, already in id order, so
+    that a page stops early; otherwise rows come from the entities' primary key."""
     params = Params()
-    parts = [f"e.tenant = {params.add(tenant)}"]
+    one_type = isinstance(query.types, Term) and query.geo is None
+    if one_type:
+        assert isinstance(query.types, Term)
+        parts = [f"t.tenant = {params.add(tenant)}", f"t.type = {params.add(query.types.value)}"]
+        query = replace(query, types=None)
+    else:
+        parts = [f"e.tenant = {params.add(tenant)}"]
     if query.ids is not None:
         parts.append(f"e.id = ANY({params.add(list(query.ids))}::text[])")
     checked = query.id_pattern is not None
@@ -69,7 +87,11 @@ async def select(conn: asyncpg.Connection, tenant: str, query: Query) -> Selecti
     if query.geo is not None:
         found = await geo_ids(conn, tenant, query.geo)
         parts.append(f"e.id = ANY({params.add(found)}::text[])")
-    return Selection(" AND ".join(parts), params, checked)
+    clause = " AND ".join(parts)
+    if not one_type:
+        return Selection("entities e", clause, params, checked)
+    counted = "SELECT count(*) FROM entity_types t WHERE " + clause if len(parts) == 2 else None
+    return Selection(BY_TYPE, clause, params, checked, "t.id", counted)
 
 
 async def run_query(
@@ -80,9 +102,9 @@ async def run_query(
     s = await select(conn, tenant, query)
     count = None
     if query.count and not s.checked:  # (before the order adds parameters of its own)
-        count = await conn.fetchval(f"SELECT count(*) FROM entities e WHERE {s.clause}", *s.params)
-    order = order_by(query.order_by, s.params)
-    sql = f"SELECT e.raw FROM entities e WHERE {s.clause} ORDER BY {order}"
+        count = await conn.fetchval(s.counted or s.sql("count(*)"), *s.params)
+    order = order_by(query.order_by, s.params) if query.order_by else s.order
+    sql = s.sql("e.raw") + f" ORDER BY {order}"
     if s.checked:
         docs = [orjson.loads(raw) for (raw,) in await conn.fetch(sql, *s.params)]
         kept = [doc for doc in docs if judge(doc)]
@@ -103,9 +125,8 @@ async def matching_ids(
     """Ids of every entity a query selects (for purge)."""
     s = await select(conn, tenant, query)
     if not s.checked:
-        sql = f"SELECT e.id FROM entities e WHERE {s.clause} ORDER BY e.id"
-        return [i for (i,) in await conn.fetch(sql, *s.params)]
-    sql = f"SELECT e.raw FROM entities e WHERE {s.clause} ORDER BY e.id"
+        return [i for (i,) in await conn.fetch(s.sql("e.id") + " ORDER BY e.id", *s.params)]
+    sql = s.sql("e.raw") + " ORDER BY e.id"
     docs = [orjson.loads(raw) for (raw,) in await conn.fetch(sql, *s.params)]
     return [doc["id"] for doc in docs if judge(doc)]
 
@@ -165,7 +186,7 @@ async def _by_distance(
     geo = query.geo
     assert geo is not None and geo.georel == "near", "checked when the query was parsed"
     s = await select(conn, tenant, replace(query, order_by=()))
-    found = await conn.fetch(f"SELECT e.id, e.raw FROM entities e WHERE {s.clause}", *s.params)
+    found = await conn.fetch(s.sql("e.id, e.raw"), *s.params)
     rows = [(i, orjson.loads(raw)) for i, raw in found]
     if s.checked:
         rows = [(i, doc) for i, doc in rows if judge(doc)]

@@ -13,7 +13,7 @@ import pytest
 
 from citytwin.store.postgres_schema import MIGRATIONS, ensure_partitions, migrate
 
-ENTITY_TABLES = ("entities", "entity_geo", "changes", "history", "series", "rollup")
+ENTITY_TABLES = ("entities", "entity_types", "entity_geo", "changes", "history", "series", "rollup")
 
 
 @pytest.fixture
