@@ -29,7 +29,7 @@ STATUS_FLUSH = 0.5  # seconds between writes of subscription status fields
 KEEP_CHANGES = 100_000  # the change log keeps this many delivered changes, for stream resumes
 PRUNE_EVERY = 120  # flushes between prunes (about a minute)
 LEASE_RETRY = 2.0  # seconds between attempts to take over the notifier lease
-RELOAD_EVERY = 4  # flushes between reads of every subscription (other workers may add some)
+RELOAD_EVERY = 4  # flushes between looks for other workers' subscription writes
 Key = tuple[str, str]
 
 
@@ -320,8 +320,8 @@ class Notifier:
             rounds += 1
             with contextlib.suppress(Exception):
                 await self._flush()
-                if rounds % RELOAD_EVERY == 0:  # subscriptions made through other workers
-                    await self.reload()
+                if rounds % RELOAD_EVERY == 0:  # subscriptions made through other workers,
+                    await self._subscriptions_changed()  # when no change woke this one
                 if rounds % PRUNE_EVERY == 0:
                     await self.store.prune_changes(min(self.saved, self.seq - KEEP_CHANGES))
 

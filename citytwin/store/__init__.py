@@ -39,9 +39,11 @@ def is_outage(exc: BaseException) -> bool:
         return "closed" in str(exc)  # the others are mistakes in the code
     if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
         return True
-    if type(exc) is OSError:  # asyncio's "Multiple exceptions" of a name with two addresses
-        return exc.errno in _UNREACHABLE or str(exc).startswith("Multiple exceptions")
-    return isinstance(exc, outages()) and not isinstance(exc, OSError)
+    if isinstance(exc, OSError):  # asyncio's "Multiple exceptions" of a name with two addresses
+        return type(exc) is OSError and (
+            exc.errno in _UNREACHABLE or str(exc).startswith("Multiple exceptions")
+        )
+    return isinstance(exc, outages())
 
 
 def open_store(url: str, read_replica: str = "") -> Store:

@@ -16,7 +16,7 @@ import orjson
 
 from citytwin.model.history import Record
 from citytwin.model.times import to_micros
-from citytwin.store.sqlite_history import NOT_STORED, numeric_value
+from citytwin.store.sqlite_history import numeric_value, stored
 from citytwin.store.sqlite_rollup import HOUR
 
 Key = tuple[str, str, str, str]  # tenant, entity, attribute, datasetId ("" the default)
@@ -34,7 +34,7 @@ async def append(conn: asyncpg.Connection, records: Iterable[Record]) -> None:
         observed_at = to_micros(observed) if type(observed) is str else None
         if r.replaces and observed_at is not None:
             replaced.append((*key, observed_at))
-        body = orjson.dumps({k: v for k, v in inst.items() if k not in NOT_STORED}).decode()
+        body = orjson.dumps(stored(inst)).decode()
         rows.append((*key, at, observed_at, at, at if r.deleted else None, num, body))
     if not rows:
         return

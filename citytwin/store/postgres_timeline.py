@@ -20,10 +20,10 @@ import orjson
 
 from citytwin.model.history import COLUMNS, HistoryQuery, HistoryRow, TimeWindow
 from citytwin.model.times import to_micros
-from citytwin.store.postgres_history import NOT_STORED, recompute
+from citytwin.store.postgres_history import recompute
 from citytwin.store.postgres_schema import affected
 from citytwin.store.sqlite_aggregate import TOTALS, wanted_totals
-from citytwin.store.sqlite_history import PRUNE_SERIES, numeric_value
+from citytwin.store.sqlite_history import PRUNE_SERIES, numeric_value, stored
 from citytwin.store.sqlite_rollup import HOUR, contiguous, hour_of, usable
 
 Totals = tuple[Any, ...]
@@ -152,7 +152,7 @@ class TimelineMixin:
         """5.6.14: replace one instance, keeping its instanceId and createdAt."""
         observed = inst.get("observedAt")
         new = to_micros(observed) if isinstance(observed, str) else None
-        body = orjson.dumps({k: v for k, v in inst.items() if k not in NOT_STORED}).decode()
+        body = orjson.dumps(stored(inst)).decode()
         num = numeric_value(inst)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(

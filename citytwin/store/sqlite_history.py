@@ -23,6 +23,12 @@ from citytwin.store.base import HistoryQuery, HistoryRow, TimeWindow
 
 NOT_STORED = ("createdAt", "modifiedAt", "instanceId")  # kept in columns (or made up)
 
+
+def stored(inst: dict[str, Any]) -> dict[str, Any]:
+    """What of an instance a history row keeps as its body (the rest is in its columns)."""
+    return {k: v for k, v in inst.items() if k not in NOT_STORED}
+
+
 V4 = """
 CREATE TABLE series (
     sid INTEGER PRIMARY KEY,
@@ -198,7 +204,7 @@ def append(conn: sqlite3.Connection, records: Iterable[Record]) -> None:
         observed_at = to_micros(observed) if type(observed) is str else None
         if r.replaces and observed_at is not None:
             replaced.append((sid, observed_at))
-        body = {k: v for k, v in inst.items() if k not in NOT_STORED}
+        body = stored(inst)
         text = dumps(body).decode()  # TEXT: the aggregations read it with json_extract
         rows.append((sid, observed_at, at, at, at if r.deleted else None, num, text))
     dirty = _replace(conn, replaced) if replaced else set()
@@ -381,7 +387,7 @@ def modify_instance(
         return False
     observed = inst.get("observedAt")
     new = to_micros(observed) if isinstance(observed, str) else None
-    body = {k: v for k, v in inst.items() if k not in NOT_STORED}
+    body = stored(inst)
     num = numeric_value(inst)
     conn.execute(
         "UPDATE history SET observed = ?, modified = ?, num = ?, body = ? WHERE iid = ?",
