@@ -6,12 +6,15 @@ queries (postgres_query, postgres_sql), the temporal reads (postgres_timeline), 
 log and subscriptions (postgres_log), provisioning (postgres_devices), leases and LISTEN
 (postgres_notify), the schema (postgres_schema). docs/design.md and docs/scale-out.md say why.
 
-A write locks the rows of the entities it names (in id order, so two writers cannot deadlock)
-and works on what it read; a concurrent creation of the same entity makes it start again.
+A write first takes a transaction-level advisory lock for each entity it names (in key order,
+so two writers cannot deadlock), then reads them and works on what it read. Row locks (FOR
+UPDATE) would do the same, but they give the transaction its id at the first entity, and the
+change log's numbers need ids taken once every entity is held (postgres_log).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -34,7 +37,7 @@ from citytwin.store.base import (
 )
 from citytwin.store.plan import Plan
 from citytwin.store.postgres_devices import DevicesMixin
-from citytwin.store.postgres_log import LogMixin
+from citytwin.store.postgres_log import MAX_CHANGES, NUMBER, LogMixin
 from citytwin.store.postgres_notify import NotifyMixin
 from citytwin.store.postgres_query import matching_ids, run_query, selects
 from citytwin.store.postgres_schema import ensure_partitions, migrate
@@ -47,7 +50,6 @@ RETRIED = (
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
 )
-LOG_LOCK = 0x6374636C  # the advisory lock that orders the change log's numbers
 
 
 class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
@@ -115,12 +117,12 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
                     plan = Plan(tenant, await _load(conn, tenant, ids))
                     results = plan.apply(ops)
                     await self._flush(conn, plan)
-                    await self._announce(conn)  # every process's watchers, at the commit
                 break
             except RETRIED:
                 if attempt == RETRIES - 1:
                     raise
         self._committed()
+        self._announce()
         return results
 
     async def _partitions(self) -> None:
@@ -168,8 +170,12 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
             ids = await matching_ids(conn, tenant, query, self._judge_for(tenant, query))
         if not ids:
             return 0
-        results = await self.mutate(tenant, [(i, _purged) for i in ids])
-        return sum(1 for r in results if r is True)
+        purged = 0  # in one transaction up to the change log's limit, in several above it
+        for start in range(0, len(ids), MAX_CHANGES - 1):
+            chunk = ids[start : start + MAX_CHANGES - 1]
+            results = await self.mutate(tenant, [(i, _purged) for i in chunk])
+            purged += sum(1 for r in results if r is True)
+        return purged
 
     def _judge_for(self, tenant: str, query: Query) -> Callable[[Entity], bool]:
         """The Python check of the candidates of a query with regular expressions."""
@@ -240,28 +246,37 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
         await _reindex(conn, tenant, plan.reindexed())
         await history.forget(conn, tenant, sorted(plan.deleted))
         await history.append(conn, plan.records())
-        # last, and in turn: a change's number is taken when its row is written, so writers
-        # hold this lock from then to their commit, and numbers are committed in order (a
-        # reader that has seen number n has seen every number below it)
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOG_LOCK)
+        changes = list(plan.changes(now_iso()))
+        if len(changes) >= MAX_CHANGES:
+            raise ValueError(f"one write can change at most {MAX_CHANGES - 1} entities")
         await conn.executemany(
-            "INSERT INTO changes (tenant, id, attrs, before, after, at)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            list(plan.changes(now_iso())),
+            f"INSERT INTO changes (tenant, id, attrs, before, after, at, seq)"
+            f" VALUES ($1, $2, $3, $4, $5, $6, {NUMBER})",
+            [(*change, place) for place, change in enumerate(changes)],
         )
 
 
 async def _load(conn: asyncpg.Connection, tenant: str, ids: list[str]) -> dict[str, bytes | None]:
-    """The entities' stored documents, their rows locked until the transaction ends."""
+    """The entities' stored documents, held until the transaction ends (see the module's
+    docstring). A lock is taken before the read, whose snapshot then holds the last commit of
+    each entity (PostgreSQL releases a transaction's locks after its commit is visible)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) k",
+        sorted({entity_key(tenant, i) for i in ids}),
+    )
     docs: dict[str, bytes | None] = dict.fromkeys(ids)
     rows = await conn.fetch(
-        "SELECT id, raw FROM entities WHERE tenant = $1 AND id = ANY($2::text[])"
-        " ORDER BY id FOR UPDATE",
-        tenant,
-        ids,
+        "SELECT id, raw FROM entities WHERE tenant = $1 AND id = ANY($2::text[])", tenant, ids
     )
     docs.update((row["id"], row["raw"].encode()) for row in rows)
     return docs
+
+
+def entity_key(tenant: str, entity_id: str) -> int:
+    """An entity's advisory lock, in the one-int8 form (the leases use the two-int4 form). Two
+    entities sharing a key only wait for each other."""
+    digest = hashlib.blake2b(f"{tenant}\0{entity_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 async def _reindex(

@@ -1,7 +1,21 @@
-"""The PostgreSQL store's change log (the notifier's outbox), cursors and subscriptions."""
+"""The PostgreSQL store's change log (the notifier's outbox), cursors and subscriptions.
+
+A change's number is its transaction's id (xid8) shifted left by SHIFT bits, plus the change's
+place in the transaction, written by the transaction itself: writers take no lock to number
+their changes, so their commits (and fsyncs) overlap. Numbers are then not committed in
+order, so the log is read only below the horizon: the oldest transaction still running, as the
+reading statement's own snapshot gives it (`pg_snapshot_xmin`). Every transaction below it has
+ended and none can start below it, so what is read there is final, and a reader that has seen
+number n never meets a smaller one later.
+
+Two writes of one entity are numbered in their order: a write takes its entities' locks
+before its first row write assigns its transaction id (store/postgres.py), so the second
+write's id is taken after the first has committed.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -13,24 +27,40 @@ from citytwin.store.postgres_devices import bump
 from citytwin.store.postgres_schema import affected
 from citytwin.store.sqlite_changes import PRUNE_CHUNK, SUBSCRIPTIONS
 
+SHIFT = 20
+MAX_CHANGES = 1 << SHIFT  # changes one transaction can number
+NUMBER = f"(pg_current_xact_id()::text::bigint << {SHIFT}) + $7"  # $7: the place, from 0
+HORIZON = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {SHIFT})"
+
 
 class LogMixin:
     pool: asyncpg.Pool
+    _held_back: Callable[[], None]  # look again soon: committed changes wait behind the horizon
 
     async def changes_since(
         self, seq: int, limit: int = 1000, before: bool = True
     ) -> list[ChangeRecord]:
         was = "before" if before else "CASE WHEN after IS NULL THEN before END"
         rows = await self.pool.fetch(
-            f"SELECT seq, tenant, id, attrs, {was}, after, at FROM changes WHERE seq > $1"
-            " ORDER BY seq LIMIT $2",
+            f"SELECT seq, tenant, id, attrs, {was}, after, at, seq < {HORIZON} AS final"
+            " FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
             seq,
             limit,
         )
-        return _records(rows)
+        final = [row[:7] for row in rows if row["final"]]  # a prefix: rows are in seq order
+        if len(final) < len(rows):
+            self._held_back()
+        return _records(final)
 
     async def last_change(self) -> int:
-        return int(await self.pool.fetchval("SELECT coalesce(max(seq), 0) FROM changes"))
+        """The newest final change's number (see the module's docstring)."""
+        final, held = await self.pool.fetchrow(
+            f"SELECT coalesce((SELECT max(seq) FROM changes WHERE seq < {HORIZON}), 0),"
+            f" coalesce((SELECT max(seq) FROM changes), 0) >= {HORIZON}"
+        )
+        if held:
+            self._held_back()
+        return int(final)
 
     async def cursor(self, name: str) -> int | None:
         seq = await self.pool.fetchval("SELECT seq FROM cursors WHERE name = $1", name)

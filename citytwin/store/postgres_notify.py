@@ -1,8 +1,11 @@
 """Commits seen by every process, and leases, on PostgreSQL (issue 8).
 
 Each store keeps one connection of its own, outside the pool: the link. It LISTENs on the
-channel every write NOTIFYs inside its transaction (`_announce`), so the watchers run after the
-commits of every process on the database, not only this one's. And it holds the leases, as
+channel every write NOTIFYs after its commit (`_announce`), so the watchers run after the
+commits of every process on the database, not only this one's. The NOTIFY goes in a transaction
+of its own: in the write's, it would take PostgreSQL's lock that puts notifications in commit
+order, held over the write's fsync, and writers would commit one at a time. A process has one
+NOTIFY in flight at most; the commits made meanwhile share the next. And it holds the leases, as
 session-level advisory locks: PostgreSQL releases them when the session ends, however the
 process ends, as the kernel does SQLite's flocks.
 
@@ -31,7 +34,9 @@ from collections.abc import Callable
 import asyncpg
 
 log = logging.getLogger("citytwin.store")
-CHANNEL = "citytwin"  # every write NOTIFYs it in its transaction
+CHANNEL = "citytwin"  # every write NOTIFYs it after its commit
+SEND = f"BEGIN; SET LOCAL synchronous_commit = off; NOTIFY {CHANNEL}; COMMIT"  # no fsync to wait
+AGAIN = 0.025  # seconds before looking again at changes held behind a running transaction
 LEASES = 0x63746C65  # the advisory lock space of the leases: (LEASES, crc32 of the name)
 TAKE = "SELECT pg_try_advisory_lock($1::int4, $2::int4)"
 PING = 5.0  # seconds between checks that the link is alive (a half-open connection says nothing)
@@ -40,8 +45,8 @@ DOWN = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def lease_key(name: str) -> tuple[int, int]:
-    """A lease's advisory lock, in the two-int4 form (apart from the one-int8 keys, such as
-    the change log's lock)."""
+    """A lease's advisory lock, in the two-int4 form (apart from the one-int8 keys of the
+    entities and the migrations)."""
     crc = zlib.crc32(name.encode())
     return LEASES, crc - (1 << 32) if crc >= 1 << 31 else crc
 
@@ -50,12 +55,16 @@ class NotifyMixin:
     """watch, try_lease, holds; `_listen` and `_unlisten` run from the store's open and close."""
 
     url: str
+    pool: asyncpg.Pool
     _watchers: list[Callable[[], None]]
     _held: set[str]
     _busy: asyncio.Lock  # one statement at a time on the link
     _down: asyncio.Event  # the link reported its end
     _link: asyncpg.Connection | None = None  # None: closed, or connecting again
     _keeper: asyncio.Task[None] | None = None
+    _sender: asyncio.Task[None] | None = None
+    _unsent = False  # a commit since the NOTIFY in flight began
+    _again: asyncio.TimerHandle | None = None
     watches_every_process = True
 
     def watch(self, callback: Callable[[], None]) -> None:
@@ -83,9 +92,31 @@ class NotifyMixin:
         """Whether this store still holds a lease it took (see the module's docstring)."""
         return name in self._held
 
-    async def _announce(self, conn: asyncpg.Connection) -> None:
-        """In a write's transaction: wake the watchers of every store on the database at commit."""
-        await conn.execute(f"NOTIFY {CHANNEL}")
+    def _announce(self) -> None:
+        """After a write's commit: wake the watchers of every store on the database."""
+        self._unsent = True
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._unsent:
+            self._unsent = False
+            try:
+                await self.pool.execute(SEND)
+            except DOWN as exc:  # every process's link wakes its watchers when it is back
+                log.debug("NOTIFY not sent: %s", exc)
+                return
+
+    def _held_back(self) -> None:
+        """Committed changes wait behind a transaction still running (postgres_log): look again
+        shortly, as that transaction may end without a NOTIFY (a temporal edit, another
+        database's write)."""
+        if self._again is None:
+            self._again = asyncio.get_running_loop().call_later(AGAIN, self._look_again)
+
+    def _look_again(self) -> None:
+        self._again = None
+        self._committed()
 
     async def _listen(self) -> None:
         self._held, self._busy, self._down = set(), asyncio.Lock(), asyncio.Event()
@@ -93,6 +124,13 @@ class NotifyMixin:
         self._keeper = asyncio.create_task(self._keep())
 
     async def _unlisten(self) -> None:
+        if self._again is not None:
+            self._again.cancel()
+            self._again = None
+        if self._sender is not None:
+            with contextlib.suppress(Exception):
+                await self._sender
+            self._sender = None
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

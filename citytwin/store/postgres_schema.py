@@ -139,6 +139,12 @@ MIGRATIONS: list[str] = [
     INSERT INTO entity_types (tenant, id, type)
         SELECT tenant, id, t FROM entities, unnest(types) t ON CONFLICT DO NOTHING;
     """,
+    # 6: a change's number is written by its transaction (its id and the change's place in
+    # it, postgres_log.NUMBER) instead of taken from a sequence; the numbers so far stay, and
+    # are below every new one
+    """
+    ALTER TABLE changes ALTER COLUMN seq DROP IDENTITY;
+    """,
 ]
 
 LOCK = 0x63747769  # an advisory lock: one process migrates, the others wait for it

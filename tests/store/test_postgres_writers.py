@@ -32,7 +32,7 @@ async def test_a_reader_following_numbers_misses_no_change(database: str) -> Non
         no_history = lambda e: Change({**e, "modifiedAt": LATER}, "updated", history=[])  # noqa: E731
         await store.mutate("", [(b["id"], no_history)])  # T2 commits first
         got = await store.changes_since(seen)
-        cursor = got[-1].seq  # a notifier/stream moves on to what it has read
+        cursor = got[-1].seq if got else seen  # a notifier/stream moves on to what it has read
         await tx.rollback()
         await blocker.close()
         await slow
@@ -99,3 +99,38 @@ async def test_two_processes_meet_a_new_month(database: str, monkeypatch: Any) -
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_changes_behind_a_running_transaction_are_read_once_it_ends(database: str) -> None:  # noqa: F811
+    """A write commits while an older transaction, not the store's, still runs: its change is
+    not read meanwhile (a change of the older one would be numbered below it), and readers
+    waiting for a wake are woken once it ends, although it sends no NOTIFY."""
+    store = PostgresStore(database)
+    await store.open()
+    try:
+        seen = await store.last_change()
+        blocker = await asyncpg.connect(database)
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.fetchval("SELECT pg_current_xact_id()")  # an id, below the write's
+        woken, got = asyncio.Event(), []
+        store.watch(woken.set)
+        entity = sensor(1, 5)
+        await store.mutate("", [(entity["id"], create(entity))])
+
+        async def reader() -> None:
+            while not got:
+                await woken.wait()
+                woken.clear()
+                got.extend(await store.changes_since(seen))
+
+        reading = asyncio.create_task(reader())
+        await asyncio.sleep(0.3)
+        assert got == [] and await store.last_change() == seen
+        await tx.commit()
+        await asyncio.wait_for(reading, 5)
+        assert [c.entity_id for c in got] == [entity["id"]]
+        assert await store.last_change() == got[0].seq
+        await blocker.close()
+    finally:
+        await store.close()
