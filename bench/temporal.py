@@ -221,7 +221,7 @@ def direct_postgres(url: str, sensors: int, days: int, samples: int) -> tuple[La
             p = month_params(rng, sensors)
             window = TimeWindow("observedAt", to_micros(p["timeAt"]), to_micros(p["endTimeAt"]))
 
-            def periods(low: int, high: int) -> list[tuple[int, int]]:
+            def periods(entity: str, low: int, high: int) -> list[tuple[int, int]]:
                 return period_spans(window, Duration(0, 3_600_000_000), low, high)[0]
 
             ids = p["id"].split(",")

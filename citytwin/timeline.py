@@ -145,9 +145,8 @@ class Timeline:
         self, tenant: str, entities: list[Entity], temporal: Temporal, select: HistoryQuery
     ) -> History:
         if temporal.form == AGGREGATED:
-            periods = {e["id"]: await self._periods(tenant, e["id"], select, temporal)
-                       for e in entities}  # fmt: skip
-            return History(entities, {}, periods)
+            ids = [e["id"] for e in entities]
+            return History(entities, {}, await self._periods(tenant, ids, select, temporal))
         ids = [e["id"] for e in entities]
         wanted = replace(select, last_n=temporal.last_n, limit=self.cap + 1)
         rows = await self.store.history(tenant, ids, wanted)
@@ -162,29 +161,31 @@ class Timeline:
         return History(entities, per_entity, {}, content_range)
 
     async def _periods(
-        self, tenant: str, entity_id: str, select: HistoryQuery, temporal: Temporal
-    ) -> Periods:
-        """4.5.19: periods of aggrPeriodDuration from timeAt (or the oldest instance); only
-        periods holding instances are listed; a zero duration is one period over the range."""
+        self, tenant: str, entity_ids: list[str], select: HistoryQuery, temporal: Temporal
+    ) -> dict[str, Periods]:
+        """4.5.19: each entity's periods of aggrPeriodDuration from timeAt (or its oldest
+        instance); only periods holding instances are listed; a zero duration is one period
+        over the range. One store call for all the entities."""
         window = select.window
-        spans: list[tuple[int, int]] = []
-        shown_end: list[int | None] = [None]
+        spans: dict[str, list[tuple[int, int]]] = {}
+        shown_end: dict[str, int | None] = {}
 
-        def ranges(low: int, high: int) -> list[tuple[int, int]]:
-            """The periods over the instants found, as read (clipped to the window)."""
-            found, shown_end[0] = period_spans(window, temporal.period, low, high)
-            spans.extend(found)
+        def ranges(entity_id: str, low: int, high: int) -> list[tuple[int, int]]:
+            """An entity's periods over the instants found, as read (clipped to the window)."""
+            found, shown_end[entity_id] = period_spans(window, temporal.period, low, high)
+            spans[entity_id] = found
             return [_clip(span, window) for span in found]
 
-        rows = await self.store.aggregate(tenant, [entity_id], select, ranges, temporal.methods)
-        out: Periods = {}
-        for _, attr, dataset, n, totals, numeric in rows:
-            start, end = spans[n]
-            out.setdefault((attr, dataset), []).append(
-                (start, shown_end[0] or end, totals, numeric)
+        rows = await self.store.aggregate(tenant, entity_ids, select, ranges, temporal.methods)
+        out: dict[str, Periods] = {entity_id: {} for entity_id in entity_ids}
+        for entity_id, attr, dataset, n, totals, numeric in rows:
+            start, end = spans[entity_id][n]
+            out[entity_id].setdefault((attr, dataset), []).append(
+                (start, shown_end[entity_id] or end, totals, numeric)
             )
         if temporal.last_n is not None:
-            out = {k: v[-temporal.last_n :] for k, v in out.items()}
+            last = temporal.last_n
+            out = {i: {k: v[-last:] for k, v in found.items()} for i, found in out.items()}
         return out
 
 

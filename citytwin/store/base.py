@@ -241,12 +241,13 @@ class Store(Protocol):
         tenant: str,
         entity_ids: list[str],
         query: HistoryQuery,
-        periods: Callable[[int, int], list[tuple[int, int]]],
+        periods: Callable[[str, int, int], list[tuple[int, int]]],
         methods: tuple[str, ...],
     ) -> list[tuple[str, str, str | None, int, tuple[Any, ...], bool]]:
         """The totals the aggregation methods need, of each [start, end) period holding
-        instances, per series; `periods(oldest, newest)` makes the periods from the instants
-        the query finds (none: no call)."""
+        instances, per series, entity by entity (each one's series in the order they were
+        made); `periods(entity, oldest, newest)` makes an entity's periods from the instants the
+        query finds of it (none: no call for it)."""
         ...
 
     async def delete_history(

@@ -118,21 +118,22 @@ class TimelineMixin:
         tenant: str,
         entity_ids: list[str],
         query: HistoryQuery,
-        periods: Callable[[int, int], list[tuple[int, int]]],
+        periods: Callable[[str, int, int], list[tuple[int, int]]],
         methods: tuple[str, ...],
     ) -> list[tuple[str, str, str | None, int, Totals, bool]]:
         """(entity, attribute, datasetId, period number, totals, numeric) of each period holding
-        instances; `periods` makes the periods from the oldest and newest instant found."""
+        instances; `periods` makes an entity's periods from its oldest and newest instant."""
         async with self._snapshot() as conn:
             series = await _series(conn, tenant, entity_ids, query)
-            low, high = await _bounds(conn, tenant, series, query.window)
-            if low is None or high is None:
-                return []
-            spans = list(enumerate(periods(low, high)))
+            bounds = await _bounds(conn, tenant, series, query.window)
             prop, found = query.window.prop, []
-            for s in sorted(series, key=lambda s: s.sid):
-                for n, totals in await _aggregate(conn, tenant, s, prop, spans, methods):
-                    found.append((s.entity, s.attr, s.dataset, n, totals, s.numeric))
+            for entity, of_entity in _by_entity(series).items():
+                if entity not in bounds:
+                    continue
+                spans = list(enumerate(periods(entity, *bounds[entity])))
+                for s in sorted(of_entity, key=lambda s: s.sid):
+                    done = await _aggregate(conn, tenant, s, prop, spans, methods)
+                    found += [(s.entity, s.attr, s.dataset, n, t, s.numeric) for n, t in done]
         return found
 
     async def delete_history(
@@ -225,6 +226,13 @@ async def _series(
     return [s for s in found if s.dataset in query.datasets]
 
 
+def _by_entity(series: list[Series]) -> dict[str, list[Series]]:
+    of: dict[str, list[Series]] = {}
+    for s in series:
+        of.setdefault(s.entity, []).append(s)
+    return of
+
+
 def _arrays(series: list[Series]) -> tuple[list[str], list[str], list[str]]:
     """The series as the parallel arrays _EACH takes."""
     keys = [s.key for s in series]
@@ -243,19 +251,20 @@ def _window(col: str, window: TimeWindow, first: int) -> tuple[str, list[int]]:
 
 async def _bounds(
     conn: asyncpg.Connection, tenant: str, series: list[Series], window: TimeWindow
-) -> tuple[int | None, int | None]:
-    """The oldest and newest instant of these series in the window (index probes a series)."""
+) -> dict[str, tuple[int, int]]:
+    """The oldest and newest instant of each entity's series in the window, of the entities
+    holding any (index probes a series)."""
     col = COLUMNS[window.prop]
     where, args = _window(col, window, first=5)
-    row = await conn.fetchrow(
-        f"SELECT min(b.low), max(b.high) FROM {_EACH} CROSS JOIN LATERAL"
+    rows = await conn.fetch(
+        f"SELECT s.id, min(b.low), max(b.high) FROM {_EACH} CROSS JOIN LATERAL"
         f" (SELECT min(h.{col}) AS low, max(h.{col}) AS high FROM history h"
-        f" WHERE {_OF_EACH} AND {where}) b",
+        f" WHERE {_OF_EACH} AND {where}) b GROUP BY s.id",
         tenant,
         *_arrays(series),
         *args,
     )
-    return row[0], row[1]
+    return {entity: (low, high) for entity, low, high in rows if low is not None}
 
 
 # -- aggregation ---------------------------------------------------------------------------------

@@ -47,18 +47,24 @@ class TimelineMixin:
         tenant: str,
         entity_ids: list[str],
         query: HistoryQuery,
-        periods: Callable[[int, int], list[tuple[int, int]]],
+        periods: Callable[[str, int, int], list[tuple[int, int]]],
         methods: tuple[str, ...],
     ) -> list[tuple[str, str, str | None, int, Totals, bool]]:
         """(entity, attribute, datasetId, period number, totals, numeric) of each period holding
-        instances; `periods` makes the periods from the oldest and newest instant found."""
-        series = self._series(tenant, entity_ids, query)
-        low, high = h.bounds(self.reader, series, query.window)
-        if low is None or high is None:
-            return []
-        spans = periods(low, high)
-        rows = sqlite_aggregate.aggregate(self.reader, series, query.window.prop, spans, methods)
-        return [(s.entity, s.attr, s.dataset, n, v, s.numeric) for s, n, v in rows]
+        instances; `periods` makes an entity's periods from its oldest and newest instant."""
+        of: dict[str, list[h.Series]] = {}
+        for s in self._series(tenant, entity_ids, query):
+            of.setdefault(s.entity, []).append(s)
+        found = []
+        for entity, series in of.items():
+            low, high = h.bounds(self.reader, series, query.window)
+            if low is None or high is None:
+                continue
+            spans = periods(entity, low, high)
+            prop = query.window.prop
+            rows = sqlite_aggregate.aggregate(self.reader, series, prop, spans, methods)
+            found += [(s.entity, s.attr, s.dataset, n, v, s.numeric) for s, n, v in rows]
+        return found
 
     async def delete_history(
         self, tenant: str, entity_id: str, attr: str, datasets: set[str] | None

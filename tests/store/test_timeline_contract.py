@@ -86,7 +86,7 @@ def grid(minutes: int, seen: list[tuple[int, int]] | None = None) -> Callable[..
     """Periods of `minutes` from 12:00 (whatever the instants found) up to the newest one."""
     step = minutes * MINUTE
 
-    def periods(low: int, high: int) -> list[tuple[int, int]]:
+    def periods(entity: str, low: int, high: int) -> list[tuple[int, int]]:
         if seen is not None:
             seen.append((low, high))
         return [
@@ -204,7 +204,7 @@ async def test_deleting_an_attribute_leaves_a_tombstone(store: Any) -> None:
     assert await store.history_entities("", [E1], HistoryQuery(window("deletedAt"))) == {E1}
     assert await store.history_entities("", [E1], HistoryQuery(window(start=us(2)))) == set()
     # tombstones are not counted, and leave the series numeric
-    one = await totals(store, lambda low, high: [(low, high + 1)], ("totalCount", "sum"),
+    one = await totals(store, lambda _, low, high: [(low, high + 1)], ("totalCount", "sum"),
                        window=window("createdAt"))  # fmt: skip
     assert one == [(None, 0, (2, None, 13.0, None, None, None, None, None), True)]
 
@@ -248,6 +248,27 @@ async def pm_readings(store: Any) -> None:
     await record(store, [(PM, obs(v, m)) for v, m in minutes] + [(PM, obs(100))])
 
 
+async def test_one_aggregation_gives_each_entity_its_own_periods(store: Any) -> None:
+    """Periods start at each entity's own oldest instant (4.5.19 without timeAt): `periods` is
+    asked once per entity holding instances, with its bounds; rows come entity by entity, in
+    the order the entities were asked for."""
+    await record(store, [(PM, obs(1, 10)), (PM, obs(2, 70))])
+    await record(store, [(PM, obs(5, 95)), (PM, obs(7, 100))], entity=E2)
+    seen: dict[str, tuple[int, int]] = {}
+
+    def own(entity: str, low: int, high: int) -> list[tuple[int, int]]:
+        seen[entity] = (low, high)
+        step = 60 * MINUTE
+        return [(low + k * step, low + (k + 1) * step) for k in range((high - low) // step + 1)]
+
+    ids = [E2, "urn:ngsi-ld:Sensor:404", E1]
+    found = await store.aggregate("", ids, HistoryQuery(window()), own, ("totalCount", "sum"))
+    assert seen == {E1: (us(10), us(70)), E2: (us(95), us(100))}
+    assert [(e, n, t[0], t[2]) for e, _, _, n, t, _ in found] == [
+        (E2, 0, 2, 12.0), (E1, 0, 1, 1.0), (E1, 1, 1, 2.0)
+    ]  # fmt: skip
+
+
 async def test_aggregating_whole_hours_and_shorter_periods(store: Any) -> None:
     await pm_readings(store)
     seen: list[tuple[int, int]] = []
@@ -266,8 +287,8 @@ async def test_aggregating_whole_hours_and_shorter_periods(store: Any) -> None:
     # a window the periods are clipped to: 12:20-14:20 (the first and last not whole hours)
     clipped = window(start=us(20), end=us(140))
 
-    def inside(low: int, high: int) -> list[tuple[int, int]]:
-        return [(max(a, us(20)), min(b, us(140))) for a, b in grid(60)(low, high)]
+    def inside(entity: str, low: int, high: int) -> list[tuple[int, int]]:
+        return [(max(a, us(20)), min(b, us(140))) for a, b in grid(60)(entity, low, high)]
 
     assert await totals(store, inside, window=clipped) == [
         (None, 0, rolled(3, 8, 2, 3, 22), True), (None, 2, rolled(1, 10, 10, 10, 100), True)
@@ -285,7 +306,7 @@ async def test_distinct_counts_and_deviations_read_the_instances(store: Any) -> 
         assert [stddev(t) for _, _, t, _ in found] == pytest.approx([s for *_, s in expected])
         assert all(t[2:6] == (None,) * 4 for _, _, t, _ in found)
     # by createdAt: everything was written at once, the instance without observedAt too
-    one = await totals(store, lambda low, high: [(low, high + 1)], ("totalCount", "max"),
+    one = await totals(store, lambda _, low, high: [(low, high + 1)], ("totalCount", "max"),
                        window=window("createdAt"))  # fmt: skip
     assert one == [(None, 0, (7, None, None, None, 100.0, None, None, None), True)]
 
@@ -302,7 +323,7 @@ async def test_values_that_are_not_numbers(store: Any) -> None:
 
     await store.mutate("", [(E1, deleted)])
     methods = ("totalCount", "distinctCount", "min", "max", "sum")
-    found = await totals(store, lambda low, high: [(us(0), us(3)), (us(3), us(60))], methods)
+    found = await totals(store, lambda _, low, high: [(us(0), us(3)), (us(3), us(60))], methods)
     assert found == [(None, 0, (3, 3, None, "B", "b", None, None, None), False),
                      (None, 1, (4, 4, 6.0, 1, {"k": 1}, None, None, None), False)]  # fmt: skip
     assert type(found[1][2][3]) is int  # a boolean counts as 1, as SQLite's JSON gives it
@@ -316,7 +337,7 @@ async def test_a_longer_last_period_keeps_its_number(store: Any) -> None:
     """Whole-hour periods, the last longer than the others (as a month after a shorter one is,
     with aggrPeriodDuration=P1M): its instances are counted in it, not in a period after it."""
     await record(store, [(PM, obs(1, 10)), (PM, obs(2, 150))])
-    found = await totals(store, lambda low, high: [(us(0), us(60)), (us(60), us(180))], ("sum",))
+    found = await totals(store, lambda _, low, high: [(us(0), us(60)), (us(60), us(180))], ("sum",))
     assert [(n, t[2]) for _, n, t, _ in found] == [(0, 1.0), (1, 2.0)]
 
 
@@ -494,7 +515,7 @@ async def _agree(rng: random.Random, lite: Any, pg: Any) -> None:
         (E1, E2),
     ):
         query = HistoryQuery(window(prop))
-        periods = grid(minutes) if prop == "observedAt" else (lambda a, b: [(a, b + 1)])
+        periods = grid(minutes) if prop == "observedAt" else (lambda e, a, b: [(a, b + 1)])
         got = [await s.aggregate("", [entity], query, periods, chosen) for s in (lite, pg)]
         assert typed(got[0]) == typed(got[1]), (minutes, chosen, prop)
 
