@@ -11,7 +11,7 @@ in one transaction and recompute the roll-up hours they touch.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ from citytwin.store.sqlite_history import PRUNE_SERIES, numeric_value, stored
 from citytwin.store.sqlite_rollup import HOUR, contiguous, hour_of, usable
 
 Totals = tuple[Any, ...]
-Spans = list[tuple[int, tuple[int, int]]]  # numbered [start, end)
+Spans = Sequence[tuple[int, tuple[int, int]]]  # numbered [start, end)
 
 # the series of a read, $2-$4 in parallel arrays (in the order asked for: `n` from 1)
 _EACH = "unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS s(id, attr, dataset, n)"
@@ -126,14 +126,19 @@ class TimelineMixin:
         async with self._snapshot() as conn:
             series = await _series(conn, tenant, entity_ids, query)
             bounds = await _bounds(conn, tenant, series, query.window)
-            prop, found = query.window.prop, []
-            for entity, of_entity in _by_entity(series).items():
-                if entity not in bounds:
-                    continue
-                spans = list(enumerate(periods(entity, *bounds[entity])))
-                for s in sorted(of_entity, key=lambda s: s.sid):
-                    done = await _aggregate(conn, tenant, s, prop, spans, methods)
-                    found += [(s.entity, s.attr, s.dataset, n, t, s.numeric) for n, t in done]
+            spans = {e: tuple(enumerate(periods(e, *b))) for e, b in bounds.items()}
+            kept = [s for s in series if s.entity in spans]
+            alike: dict[tuple[bool, Spans], list[Series]] = {}  # one statement for each
+            for s in kept:
+                alike.setdefault((s.numeric, spans[s.entity]), []).append(s)
+            totals: dict[Series, list[tuple[int, Totals]]] = {}
+            for (_, shared), group in alike.items():
+                prop = query.window.prop
+                totals.update(await _aggregate(conn, tenant, group, prop, list(shared), methods))
+        found = []
+        for of_entity in _by_entity(kept).values():
+            for s in sorted(of_entity, key=lambda s: s.sid):
+                found += [(s.entity, s.attr, s.dataset, n, t, s.numeric) for n, t in totals[s]]
         return found
 
     async def delete_history(
@@ -285,9 +290,9 @@ _RANKED = (
 _FIRST = "(array_agg(x.v ORDER BY {}) FILTER (WHERE x.v IS NOT NULL))[1]"
 
 
-def _columns(wanted: list[str], numeric: bool, shift: float) -> str:
-    """All of TOTALS over the instances, NULL for those not wanted (as sqlite_aggregate's)."""
-    k = f"'{shift!r}'::float8"
+def _columns(wanted: list[str], numeric: bool) -> str:
+    """All of TOTALS over the instances, NULL for those not wanted (as sqlite_aggregate's);
+    deviations are taken from each series' shift, `s.k`."""
     low, high = "min(h.num)", "max(h.num)"
     distinct = "count(DISTINCT h.num)"
     if not numeric:
@@ -295,79 +300,95 @@ def _columns(wanted: list[str], numeric: bool, shift: float) -> str:
         high = _FIRST.format("x.nk IS NOT NULL, x.nk DESC, x.tk DESC")
         distinct = "count(DISTINCT x.nk) + count(DISTINCT x.tk)"
     sql = {"count": "count(*)", "distinct": distinct, "sum": "sum(h.num)", "min": low,
-           "max": high, "sumsq": "sum(h.num * h.num)", "dev1": f"sum(h.num - {k})",
-           "dev2": f"sum((h.num - {k}) * (h.num - {k}))"}  # fmt: skip
+           "max": high, "sumsq": "sum(h.num * h.num)", "dev1": "sum(h.num - s.k)",
+           "dev2": "sum((h.num - s.k) * (h.num - s.k))"}  # fmt: skip
     return ", ".join(sql[t] if t in wanted else "NULL" for t in TOTALS)
 
 
 _ROLLED = {"count": "sum(h.count)::bigint", "sum": "sum(h.sum)", "min": "min(h.min)",
            "max": "max(h.max)", "sumsq": "sum(h.sumsq)"}  # fmt: skip
+# the series of an aggregation, $2-$5 in parallel arrays (`n` from 1), with their shifts
+_GROUP = (
+    "unnest($2::text[], $3::text[], $4::text[], $5::float8[])"
+    " WITH ORDINALITY AS s(id, attr, dataset, k, n)"
+)
 
 
 async def _aggregate(
     conn: asyncpg.Connection,
     tenant: str,
-    s: Series,
+    group: list[Series],
     prop: str,
     spans: Spans,
     methods: tuple[str, ...],
-) -> list[tuple[int, Totals]]:
-    """(period number, totals) of the periods of a series holding instances, in order; whole
-    hours of observedAt of numeric series from the roll-ups when no method needs more than
-    they keep (sqlite_aggregate.aggregate's rule). Tombstones are not counted."""
+) -> dict[Series, list[tuple[int, Totals]]]:
+    """(period number, totals) of the periods holding instances of each series of a group
+    (alike in numeric and in periods), in order; whole hours of observedAt of numeric series
+    from the roll-ups when no method needs more than they keep (sqlite_aggregate.aggregate's
+    rule). Tombstones are not counted. A statement for the roll-ups and one for the rest."""
     wanted = wanted_totals(methods)
+    numeric = group[0].numeric
     hourly: Spans = []
-    if s.numeric and prop == "observedAt" and "distinct" not in wanted and "dev1" not in wanted:
+    if numeric and prop == "observedAt" and "distinct" not in wanted and "dev1" not in wanted:
         hourly = [(n, span) for n, span in spans if usable(span)]
     rolled = {n for n, _ in hourly}
     raw = [(n, span) for n, span in spans if n not in rolled]
-    key = (tenant, *s.key)
-    rows: list[tuple[int, Totals]] = []
+    keys = [[s.key[i] for s in group] for i in range(3)]
+    shifts = [await _shift(conn, (tenant, *s.key)) if "dev1" in wanted else 0.0 for s in group]
+    each = (tenant, *keys, shifts)
+    rows: list[tuple[int, int, Totals]] = []
     if hourly:
         columns = ", ".join(_ROLLED[t] if t in wanted else "NULL" for t in TOTALS)
         in_hours = [(n, (start // HOUR, end // HOUR)) for n, (start, end) in hourly]
-        rows += await _spanned(conn, key, ("rollup h", "true", "h.hour"), columns, in_hours)
+        rows += await _spanned(conn, each, ("rollup h", "true", "h.hour"), columns, in_hours)
     if raw:
-        shift = await _shift(conn, key) if "dev1" in wanted else 0.0
-        columns = _columns(wanted, s.numeric, shift)
         source = ("history h", "h.num IS NOT NULL", f"h.{COLUMNS[prop]}")
-        if not s.numeric:
+        if not numeric:
             source = (f"history h {_RANKED}", "h.deleted IS NULL", source[2])
-        found = await _spanned(conn, key, source, columns, raw)
-        rows += [(n, _as_sqlite(values, s.numeric)) for n, values in found]
-    return sorted((n, values) for n, values in rows if values[0])
+        found = await _spanned(conn, each, source, _columns(wanted, numeric), raw)
+        rows += [(i, n, _as_sqlite(values, numeric)) for i, n, values in found]
+    out: dict[Series, list[tuple[int, Totals]]] = {s: [] for s in group}
+    for i, n, values in sorted(rows, key=lambda row: row[:2]):
+        if values[0]:
+            out[group[i - 1]].append((n, values))
+    return out
 
 
 async def _spanned(
     conn: asyncpg.Connection,
-    key: tuple[str, ...],
+    each: tuple[Any, ...],
     source: tuple[str, str, str],
     columns: str,
     spans: Spans,
-) -> list[tuple[int, Totals]]:
-    """The totals of (numbered) spans over one series' rows of `source` (its tables, the rows
-    it keeps, its time): one range read grouped by span for contiguous spans of one length,
-    else a range a span."""
+) -> list[tuple[int, int, Totals]]:
+    """(series number, period number, totals) of (numbered) spans over the rows of `source`
+    (its tables, the rows it keeps, its time) of each series of `each` (_GROUP's arguments):
+    for contiguous spans of one length, one range read a series grouped by span, else a
+    range a span."""
     tables, keep, time = source
-    where = f"h.tenant = $1 AND h.id = $2 AND h.attr = $3 AND h.dataset = $4 AND {keep}"
+    where = (
+        f"h.tenant = $1 AND h.id = s.id AND h.attr = s.attr AND h.dataset = s.dataset AND {keep}"
+    )
     if _in_steps(spans):
         first, (start, end) = spans[0]
         rows = await conn.fetch(
-            f"SELECT ({time} - $5) / $6, {columns} FROM {tables} WHERE {where}"
-            f" AND {time} >= $5 AND {time} < $7 GROUP BY 1",
-            *key, start, end - start, spans[-1][1][1],
+            f"SELECT s.n, g.* FROM {_GROUP} CROSS JOIN LATERAL (SELECT ({time} - $6) / $7,"
+            f" {columns} FROM {tables} WHERE {where} AND {time} >= $6 AND {time} < $8"
+            " GROUP BY 1) g",
+            *each, start, end - start, spans[-1][1][1],
         )  # fmt: skip
-        return [(first + n, tuple(values)) for n, *values in rows]
+        return [(i, first + n, tuple(values)) for i, n, *values in rows]
     rows = await conn.fetch(
-        f"SELECT s.n, t.* FROM unnest($5::int[], $6::bigint[], $7::bigint[]) AS s(n, lo, hi)"
+        f"SELECT s.n, p.n, t.* FROM {_GROUP}"
+        " CROSS JOIN unnest($6::int[], $7::bigint[], $8::bigint[]) AS p(n, lo, hi)"
         f" CROSS JOIN LATERAL (SELECT {columns} FROM {tables} WHERE {where}"
-        f" AND {time} >= s.lo AND {time} < s.hi) t",
-        *key,
+        f" AND {time} >= p.lo AND {time} < p.hi) t",
+        *each,
         [n for n, _ in spans],
         [start for _, (start, _) in spans],
         [end for _, (_, end) in spans],
     )
-    return [(n, tuple(values)) for n, *values in rows]
+    return [(i, n, tuple(values)) for i, n, *values in rows]
 
 
 def _in_steps(spans: Spans) -> bool:
