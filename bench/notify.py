@@ -1,6 +1,7 @@
 """Issue 4 benchmark: notifications under a steady stream of updates.
 
     python -m bench.notify [--subscriptions 1000] [--connections 8] [--seconds 10]
+                           [--store sqlite|postgres|URL] [--workers 1]
 
 1,000 subscriptions with mixed filters (plain, q, watchedAttributes), each on its own entity;
 updates over HTTP from wrk (closed loop, a few connections); a local receiver (a bare ASGI app
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import pg
 from bench.harness import Load, citytwin, free_port, process, wrk
 
 
@@ -72,13 +74,15 @@ def main() -> None:
     parser.add_argument("--subscriptions", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--seconds", type=int, default=10)
+    pg.add_options(parser)
     args = parser.parse_args()
     port = free_port()
     receiver = f"http://127.0.0.1:{port}/notify"
     args_receiver = [sys.executable, "-m", "uvicorn", "bench.receiver:app", "--port", str(port),
                      "--log-level", "warning", "--no-access-log"]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp, process(args_receiver, receiver):
-        with citytwin(str(Path(tmp) / "twin.db"), 1) as (url, _):
+        store = pg.database(args.store, str(Path(tmp) / "twin.db"))
+        with store as db, citytwin(db, args.workers) as (url, _):
             print(f"setting up {args.subscriptions} entities and subscriptions...", flush=True)
             asyncio.run(setup(url + "/ngsi-ld/v1", args.subscriptions, receiver))
             httpx.get(receiver)  # warm the receiver
@@ -89,7 +93,8 @@ def main() -> None:
             stats = _drain(receiver, sent)
     latencies = stats["latencies_ms"]
     received = sum(stats["per_entity"].values())
-    print(f"\ncitytwin notification benchmark: {args.subscriptions} subscriptions, "
+    print(f"\ncitytwin notification benchmark on {pg.store_name(db)}, {args.workers} worker(s):"
+          f" {args.subscriptions} subscriptions, "
           f"{sent} updates acknowledged in {elapsed:.1f} s ({sent / elapsed:,.0f}/s)")  # fmt: skip
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0] * 99
     print(f"notifications delivered: {received} ({received / elapsed:,.0f}/s)")

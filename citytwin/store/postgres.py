@@ -25,6 +25,7 @@ import orjson
 
 from citytwin.model.entity import Entity
 from citytwin.model.times import now_iso
+from citytwin.store import postgres_batch as batch
 from citytwin.store import postgres_history as history
 from citytwin.store.base import (
     MISSING,
@@ -36,8 +37,9 @@ from citytwin.store.base import (
     QueryResult,
 )
 from citytwin.store.plan import Plan
+from citytwin.store.postgres_batch import Part, columns
 from citytwin.store.postgres_devices import DevicesMixin
-from citytwin.store.postgres_log import MAX_CHANGES, NUMBER, LogMixin
+from citytwin.store.postgres_log import LOGGED, MAX_CHANGES, LogMixin
 from citytwin.store.postgres_notify import NotifyMixin
 from citytwin.store.postgres_query import matching_ids, run_query, selects
 from citytwin.store.postgres_schema import ensure_partitions, migrate
@@ -245,15 +247,14 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
         )
         await _reindex(conn, tenant, plan.reindexed())
         await history.forget(conn, tenant, sorted(plan.deleted))
-        await history.append(conn, plan.records())
+        parts = await history.append(conn, plan.records())
         changes = list(plan.changes(now_iso()))
         if len(changes) >= MAX_CHANGES:
             raise ValueError(f"one write can change at most {MAX_CHANGES - 1} entities")
-        await conn.executemany(
-            f"INSERT INTO changes (tenant, id, attrs, before, after, at, seq)"
-            f" VALUES ($1, $2, $3, $4, $5, $6, {NUMBER})",
-            [(*change, place) for place, change in enumerate(changes)],
-        )
+        if changes:
+            rows = [(*change, place) for place, change in enumerate(changes)]
+            parts.append(Part(LOGGED, columns(rows, 7)))
+        await batch.run(conn, parts)  # one round trip for the history and the log
 
 
 async def _load(conn: asyncpg.Connection, tenant: str, ids: list[str]) -> dict[str, bytes | None]:

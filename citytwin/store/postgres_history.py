@@ -16,13 +16,18 @@ import orjson
 
 from citytwin.model.history import Record
 from citytwin.model.times import to_micros
+from citytwin.store import postgres_batch as batch
+from citytwin.store.postgres_batch import Part, columns
 from citytwin.store.sqlite_history import numeric_value, stored
 from citytwin.store.sqlite_rollup import HOUR
 
 Key = tuple[str, str, str, str]  # tenant, entity, attribute, datasetId ("" the default)
 
 
-async def append(conn: asyncpg.Connection, records: Iterable[Record]) -> None:
+async def append(conn: asyncpg.Connection, records: Iterable[Record]) -> list[Part]:
+    """The rows a write adds: statements for the caller to send with its own (postgres_batch);
+    a write replacing instances runs its own first, as their hours are then recomputed from
+    what the history holds afterwards."""
     rows, replaced, numeric = [], [], {}
     for r in records:
         inst = r.instance
@@ -37,18 +42,19 @@ async def append(conn: asyncpg.Connection, records: Iterable[Record]) -> None:
         body = orjson.dumps(stored(inst)).decode()
         rows.append((*key, at, observed_at, at, at if r.deleted else None, num, body))
     if not rows:
-        return
-    await _series(conn, numeric)
+        return []
+    parts = [_series(numeric)]
     dirty = await _replace(conn, replaced) if replaced else set()
-    await conn.executemany(
-        "INSERT INTO history (tenant, id, attr, dataset, created, observed, modified, deleted,"
-        " num, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, as_jsonb($10))",
-        rows,
-    )
+    parts.append(Part(_HISTORY, columns(rows, 10)))
     counted = [(r[:4], r[5], r[8]) for r in rows if r[8] is not None and r[5] is not None]
-    await _add(conn, [(k, obs, num) for k, obs, num in counted if (*k, obs // HOUR) not in dirty])
-    for bucket in dirty:
-        await recompute(conn, bucket)
+    added = _add([(k, obs, num) for k, obs, num in counted if (*k, obs // HOUR) not in dirty])
+    parts += [added] if added else []
+    if dirty:
+        await batch.run(conn, parts)
+        for bucket in dirty:
+            await recompute(conn, bucket)
+        return []
+    return parts
 
 
 async def forget(conn: asyncpg.Connection, tenant: str, entity_ids: list[str]) -> None:
@@ -68,13 +74,22 @@ async def forget(conn: asyncpg.Connection, tenant: str, entity_ids: list[str]) -
         )
 
 
-async def _series(conn: asyncpg.Connection, numeric: dict[Key, bool]) -> None:
+_HISTORY = (
+    "INSERT INTO history (tenant, id, attr, dataset, created, observed, modified, deleted, num,"
+    " body) SELECT t, i, a, d, c, o, m, x, n, as_jsonb(b) FROM unnest({}::text[], {}::text[],"
+    " {}::text[], {}::text[], {}::bigint[], {}::bigint[], {}::bigint[], {}::bigint[],"
+    " {}::float8[], {}::text[]) AS u(t, i, a, d, c, o, m, x, n, b)"
+)
+
+
+def _series(numeric: dict[Key, bool]) -> Part:
     """Every series written is known, and stops being numeric when given another value."""
-    await conn.executemany(
-        "INSERT INTO series (tenant, id, attr, dataset, numeric) VALUES ($1, $2, $3, $4, $5)"
+    return Part(
+        "INSERT INTO series (tenant, id, attr, dataset, numeric) SELECT * FROM unnest("
+        "{}::text[], {}::text[], {}::text[], {}::text[], {}::bool[])"
         " ON CONFLICT (tenant, id, attr, dataset) DO UPDATE SET numeric = false"
         " WHERE series.numeric AND NOT excluded.numeric",
-        [(*k, n) for k, n in numeric.items()],
+        columns([(*k, n) for k, n in numeric.items()], 5),
     )
 
 
@@ -95,7 +110,7 @@ async def _replace(
     return {(*row[:4], row[4] // HOUR) for row in gone}
 
 
-async def _add(conn: asyncpg.Connection, rows: list[tuple[Key, int, float]]) -> None:
+def _add(rows: list[tuple[Key, int, float]]) -> Part | None:
     """Count new numeric instances into their hours (observed >= 0 only)."""
     sums: dict[tuple[Any, ...], list[float]] = {}
     for key, observed, num in rows:
@@ -107,14 +122,17 @@ async def _add(conn: asyncpg.Connection, rows: list[tuple[Key, int, float]]) -> 
         got[2] = min(got[2], num)
         got[3] = max(got[3], num)
         got[4] += num * num
-    await conn.executemany(
+    if not sums:
+        return None
+    return Part(
         "INSERT INTO rollup (tenant, id, attr, dataset, hour, count, sum, min, max, sumsq)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " SELECT * FROM unnest({}::text[], {}::text[], {}::text[], {}::text[], {}::bigint[],"
+        " {}::bigint[], {}::float8[], {}::float8[], {}::float8[], {}::float8[])"
         " ON CONFLICT (tenant, id, attr, dataset, hour) DO UPDATE SET"
         " count = rollup.count + excluded.count, sum = rollup.sum + excluded.sum,"
         " min = least(rollup.min, excluded.min), max = greatest(rollup.max, excluded.max),"
         " sumsq = rollup.sumsq + excluded.sumsq",
-        [(*bucket, *values) for bucket, values in sums.items()],
+        columns([(*bucket, *values) for bucket, values in sums.items()], 10),
     )
 
 

@@ -29,7 +29,12 @@ from citytwin.store.sqlite_changes import PRUNE_CHUNK, SUBSCRIPTIONS
 
 SHIFT = 20
 MAX_CHANGES = 1 << SHIFT  # changes one transaction can number
-NUMBER = f"(pg_current_xact_id()::text::bigint << {SHIFT}) + $7"  # $7: the place, from 0
+LOGGED = (  # a write's change rows (postgres_batch), numbered by its id and their place
+    "INSERT INTO changes (tenant, id, attrs, before, after, at, seq) SELECT t, i, a, b, f, w,"
+    f" (pg_current_xact_id()::text::bigint << {SHIFT}) + p FROM unnest({{}}::text[],"
+    " {}::text[], {}::text[], {}::text[], {}::text[], {}::text[], {}::bigint[])"
+    " AS u(t, i, a, b, f, w, p)"
+)
 HORIZON = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {SHIFT})"
 
 
