@@ -317,7 +317,8 @@ async def _pool(url: str, size: int) -> asyncpg.Pool:
     """Connections handed back without asyncpg's reset (unlock all, close cursors, unlisten,
     reset settings: a round trip on every release, more than a primary-key read costs). Pooled
     connections take no session locks, cursors, listens or settings: the store's leases and
-    LISTEN live on a connection of their own."""
+    LISTEN live on a connection of their own. (asyncpg still rolls back a transaction left
+    open before it calls `reset`.)"""
     return await asyncpg.create_pool(url, min_size=1, max_size=size, reset=_kept)
 
 
