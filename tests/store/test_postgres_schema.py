@@ -90,3 +90,17 @@ async def test_history_lands_in_its_month(db: asyncpg.Connection) -> None:
         )
     rows = await db.fetch("SELECT tableoid::regclass::text AS part, created FROM history")
     assert {r["part"]: r["created"] for r in rows} == stamps
+
+
+async def test_documents_are_compressed_with_lz4_in_every_history_partition(
+    db: asyncpg.Connection,
+) -> None:
+    await migrate(db)
+    await ensure_partitions(db, datetime(2031, 5, 2, tzinfo=UTC))
+    rows = await db.fetch(
+        "SELECT attrelid::regclass::text, attname, attcompression FROM pg_attribute"
+        " WHERE attname IN ('raw', 'doc', 'before', 'after', 'body') AND attnum > 0"
+        " AND attrelid::regclass::text ~ '^(entities|changes|history)'"
+    )
+    assert {r[0] for r in rows} >= {"entities", "changes", "history_default", "history_2031_05"}
+    assert {r[2] for r in rows} == {b"l"}  # lz4 (the char type comes as bytes)
