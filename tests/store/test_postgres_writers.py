@@ -134,3 +134,22 @@ async def test_changes_behind_a_running_transaction_are_read_once_it_ends(databa
         await blocker.close()
     finally:
         await store.close()
+
+
+async def test_types_are_stored_whatever_characters_they_hold(database: str) -> None:  # noqa: F811
+    """Types holding quotes, backslashes, commas, braces and spaces come back as written."""
+    store = PostgresStore(database)
+    await store.open()
+    try:
+        odd = ['https://example.org/a,b{c}"d\\e f', "https://example.org/NULL", ""]
+        entity = {**sensor(1, 5), "type": odd}
+        await store.mutate("", [(entity["id"], create(entity))])
+        await store.mutate("", [(entity["id"], set_pm25(8, LATER))])  # an update, too
+        conn = await asyncpg.connect(database)
+        try:
+            assert await conn.fetchval("SELECT types FROM entities") == odd
+        finally:
+            await conn.close()
+        assert (await store.get("", entity["id"]))["type"] == odd
+    finally:
+        await store.close()
