@@ -17,6 +17,7 @@ class Received:
     url: str
     status: int = 204  # what the receiver answers; set to 500 to make deliveries fail
     delay: float = 0.0  # seconds before answering
+    delayed: str = ""  # if set, only notifications of this subscription id are delayed
     reply: bytes = b""  # the JSON body of the answer
     items: list[tuple[dict[str, str], Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -42,7 +43,8 @@ def receiver(path: str = "/notify", port: int = 0) -> Iterator[Received]:
             received = holder["r"]
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length) or b"null")
-            time.sleep(received.delay)
+            if not received.delayed or _subscription(body) == received.delayed:
+                time.sleep(received.delay)
             with received.lock:
                 received.items.append((dict(self.headers), body))
             self.send_response(received.status)
@@ -63,3 +65,7 @@ def receiver(path: str = "/notify", port: int = 0) -> Iterator[Received]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _subscription(body: Any) -> Any:
+    return body.get("subscriptionId") if isinstance(body, dict) else None

@@ -1,13 +1,18 @@
-"""Delivery to endpoints: one queue and one worker per endpoint, retries with backoff.
+"""Delivery to endpoints: a few lanes per endpoint, each a queue and one worker, retries with
+backoff.
 
-A slow or dead endpoint only holds up its own queue. Every attempt's outcome is reported, so the
-subscription's status fields stay true.
+A subscription always goes by the same lane of its endpoint, so its notifications arrive in
+order; the subscriptions sharing an endpoint are spread over LANES lanes, so that one endpoint
+(a city's data platform, say, subscribed to thousands of things) takes several notifications
+at once. A slow or dead endpoint only holds up its own lanes. Every attempt's outcome is
+reported, so the subscription's status fields stay true.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +25,7 @@ from citytwin.notify.mqtt import MqttLink
 
 log = logging.getLogger("citytwin.notify")
 BACKOFF = (0.2, 1.0, 3.0)  # seconds before the 2nd, 3rd and 4th attempt
-WORKERS = 1  # per endpoint: more would let a later notification overtake an earlier one
+LANES = 4  # per endpoint; a subscription's notifications keep to one (see the docstring)
 
 
 @dataclass
@@ -49,12 +54,11 @@ class Deliverer:
         self.mqtt: dict[str, MqttLink] = {}
 
     def submit(self, delivery: Delivery) -> None:
-        queue = self.queues.get(delivery.uri)
+        name = f"{delivery.uri}#{lane(delivery.key)}"
+        queue = self.queues.get(name)
         if queue is None:
-            queue = self.queues[delivery.uri] = asyncio.Queue()
-            for n in range(WORKERS):
-                worker = asyncio.create_task(self._work(queue))
-                self.workers[f"{delivery.uri}#{n}"] = worker
+            queue = self.queues[name] = asyncio.Queue()
+            self.workers[name] = asyncio.create_task(self._work(queue))
         queue.put_nowait(delivery)
 
     async def close(self) -> None:
@@ -103,6 +107,12 @@ class Deliverer:
         if status >= 300:
             return False, f"HTTP {status}"
         return True, ""
+
+
+def lane(key: tuple[str, str]) -> int:
+    """The lane of a subscription (tenant, id) at its endpoint."""
+    tenant, sub_id = key
+    return zlib.crc32(f"{tenant}\0{sub_id}".encode()) % LANES
 
 
 def headers_for(params: dict[str, Any], context: Any, tenant: str) -> dict[str, str]:

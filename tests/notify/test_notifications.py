@@ -222,3 +222,38 @@ async def test_a_slow_endpoint_does_not_delay_others(client: httpx.AsyncClient) 
         assert len(bodies) == 2
         # the slow endpoint holds each notification 2 s: it cannot have both yet
         assert len(slow.bodies()) < 2
+
+
+async def test_subscriptions_sharing_an_endpoint_do_not_wait_for_each_other(
+    client: httpx.AsyncClient,
+) -> None:
+    """One endpoint, two subscriptions in different lanes: the one whose notifications the
+    endpoint holds 1.5 s each does not hold up the other's; each arrives in its own order."""
+    slow_id, fast_id = _in_two_lanes()
+    with receiver() as sink:
+        sink.delay, sink.delayed = 1.5, slow_id
+        for sub_id in (slow_id, fast_id):
+            sub = subscription(sink.url, id=sub_id)
+            assert (await client.post("/subscriptions", json=sub)).status_code == 201
+        await client.post("/entities", json=sensor(40))
+        for value in (41, 42):
+            await client.patch(f"/entities/{SENSOR}/attrs/pm25", json={"value": value})
+
+        def of(sub_id: str, bodies: list[Any]) -> list[Any]:
+            return [b["data"][0]["pm25"]["value"] for b in bodies if b["subscriptionId"] == sub_id]
+
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(of(fast_id, sink.bodies())) < 3 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert of(fast_id, sink.bodies()) == [40, 41, 42]
+        assert len(of(slow_id, sink.bodies())) < 3  # 4.5 s of answers: not all of them yet
+        bodies = await asyncio.to_thread(sink.wait, 6, 10.0)
+        assert of(slow_id, bodies) == [40, 41, 42]
+
+
+def _in_two_lanes() -> tuple[str, str]:
+    from citytwin.notify.deliver import lane
+
+    ids = [f"urn:ngsi-ld:Subscription:lane{n}" for n in range(20)]
+    first = ids[0]
+    return first, next(i for i in ids if lane(("", i)) != lane(("", first)))
