@@ -260,7 +260,8 @@ _GEO_TESTS = {
 
 def raw_query(query: Query) -> tuple[str, list[Any]]:
     """The query benchmark's questions as one hand-written statement each: a type with one
-    numeric comparison (through the GIN index on types), a count of a type, and near/within
+    numeric comparison or an id prefix (through the GIN index on types), a count of a type,
+    and near/within
     (candidates by the GiST index on entity_geo, `&&` its box, then PostGIS's exact test; the
     page of ids first, then its documents)."""
     if query.geo is not None:
@@ -269,6 +270,12 @@ def raw_query(query: Query) -> tuple[str, list[Any]]:
     if query.count and query.limit == 0:
         sql = "SELECT count(*) FROM entities WHERE tenant = '' AND types @> ARRAY[$1::text]"
         return sql, [query.types.value]
+    if query.id_pattern is not None:  # PostgreSQL's regex: the same for these prefixes
+        sql = (
+            "SELECT raw FROM entities WHERE tenant = '' AND types @> ARRAY[$1::text]"
+            " AND id ~ $2 ORDER BY id LIMIT $3"
+        )
+        return sql, [query.types.value, query.id_pattern, query.limit]
     term = query.q
     assert term is not None and term.op == ">" and not term.path.sub, "one comparison"
     sql = (

@@ -89,8 +89,14 @@ def questions(rng: random.Random) -> dict[str, Callable[[], dict[str, str]]]:
     def count() -> dict[str, str]:
         return {"type": rng.choice(TYPES), "count": "true", "limit": "0"}
 
+    def id_pattern() -> dict[str, str]:  # a prefix: about 1,000 of a type's ids at 1M
+        kind = rng.choice(TYPES)
+        return {"type": kind, "idPattern": f"^urn:ngsi-ld:{kind}:0{rng.randint(10, 99)}",
+                "limit": "100"}  # fmt: skip
+
     return {"type + q, limit=100": typed_q, "near;maxDistance==500": near,
-            "within a district": within, "count=true over a type": count}  # fmt: skip
+            "within a district": within, "count=true over a type": count,
+            "type + idPattern, limit=100": id_pattern}  # fmt: skip
 
 
 WARMUP = 10  # unmeasured questions first, on both sides, so that neither pays the cold cache
@@ -145,10 +151,13 @@ def sqlite_latencies(db: str, make: Callable[[], dict[str, str]], samples: int) 
 
 def postgres_latencies(url: str, make: Callable[[], dict[str, str]], samples: int) -> list[float]:
     """The same question asked of PostgreSQL directly, on one asyncpg connection: the SQL
-    citytwin compiles, plus exact geo (these questions have no regular expression to judge)."""
+    citytwin compiles, plus exact geo and the store's check of regular expressions."""
     import asyncpg
 
+    from citytwin.store.postgres import PostgresStore
     from citytwin.store.postgres_query import run_query
+
+    judge = PostgresStore(url).entity_matches  # needs no connection
 
     queries = [as_query(make()) for _ in range(WARMUP + samples)]
 
@@ -157,7 +166,7 @@ def postgres_latencies(url: str, make: Callable[[], dict[str, str]], samples: in
         out = []
         for query in queries:
             start = time.perf_counter()
-            await run_query(conn, "", query, lambda _: True)
+            await run_query(conn, "", query, functools.partial(judge, "", query=query))
             out.append((time.perf_counter() - start) * 1000)
         await conn.close()
         return out[WARMUP:]

@@ -37,9 +37,11 @@ from citytwin.store.postgres_sql import (
     order_by,
     without_regex,
 )
+from citytwin.store.regex_literal import required_literal
 from citytwin.store.sqlite_query import regexp
 
 Judge = Callable[[Entity], bool]  # the Python check of a candidate (regular expressions)
+CHUNK = 500  # candidates a cursor fetches at a time for the judge
 
 
 @dataclass
@@ -75,6 +77,8 @@ async def select(conn: asyncpg.Connection, tenant: str, query: Query) -> Selecti
     if query.ids is not None:
         parts.append(f"e.id = ANY({params.add(list(query.ids))}::text[])")
     checked = query.id_pattern is not None
+    if query.id_pattern is not None:
+        parts += _narrowed("t.id" if one_type else "e.id", query.id_pattern, params)
     for node in (query.types, query.q, query.scope_q):
         if node is None:
             continue
@@ -106,9 +110,8 @@ async def run_query(
     order = order_by(query.order_by, s.params) if query.order_by else s.order
     sql = s.sql("e.raw") + f" ORDER BY {order}"
     if s.checked:
-        docs = [orjson.loads(raw) for (raw,) in await conn.fetch(sql, *s.params)]
-        kept = [doc for doc in docs if judge(doc)]
         end = None if query.limit is None else query.offset + query.limit
+        kept = await _judged(conn, sql, s.params, judge, None if query.count else end)
         return QueryResult(kept[query.offset : end], len(kept) if query.count else None)
     rows: list[Any] = []
     if query.limit != 0:
@@ -117,6 +120,37 @@ async def run_query(
             sql += f" LIMIT {limit} OFFSET {offset}"
         rows = await conn.fetch(sql, *s.params)
     return QueryResult([orjson.loads(raw) for (raw,) in rows], count)
+
+
+async def _judged(
+    conn: asyncpg.Connection, sql: str, params: Params, judge: Judge, enough: int | None
+) -> list[Entity]:
+    """The candidates the judge keeps, in order, read through a cursor a chunk at a time and
+    no further than `enough` kept ones (None: all of them)."""
+    kept: list[Entity] = []
+    if enough == 0:
+        return kept
+    async with conn.transaction(readonly=True):
+        async for (raw,) in conn.cursor(sql, *params, prefetch=CHUNK):
+            doc = orjson.loads(raw)
+            if judge(doc):
+                kept.append(doc)
+                if enough is not None and len(kept) >= enough:
+                    break
+    return kept
+
+
+def _narrowed(column: str, pattern: str, params: Params) -> list[str]:
+    """Conditions every id the pattern matches meets (its literal, regex_literal), so that the
+    Python judge sees fewer candidates; a prefix is a range of the id index ("C" collation)."""
+    found = required_literal(pattern)
+    if found is None:
+        return []
+    literal, anchored = found
+    if anchored:
+        escaped = literal.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return [f"{column} LIKE {params.add(escaped + '%')}"]
+    return [f"strpos({column}, {params.add(literal)}) > 0"]
 
 
 async def matching_ids(

@@ -80,6 +80,27 @@ async def test_regular_expressions_are_pythons(store: Any) -> None:
     assert await ids(store, Query(id_pattern=r":[12]\Z")) == ["1", "2"]
 
 
+async def test_id_patterns_with_literals_that_sql_patterns_treat_specially(store: Any) -> None:
+    """idPattern's leading literal narrows the candidates in SQL on PostgreSQL (LIKE for a
+    prefix, strpos otherwise): `_`, `%` and backslashes in it must stay literal."""
+    made = [f"urn:x:{suffix}" for suffix in ("a_b", "aXb", "50%", "500", "c\\d", "cd", "z-a_b")]
+    await load(store, *({**thing(0), "id": i} for i in made))
+    one_type = lambda pattern, **more: Query(types=Term(Path("type"), "type", EX + "Thing"),  # noqa: E731
+                                             id_pattern=pattern, **more)  # fmt: skip
+
+    async def found(query: Query) -> list[str]:
+        return [e["id"] for e in (await store.query("", query)).entities]
+
+    for query in (Query(id_pattern="^urn:x:a_b"), one_type("^urn:x:a_b")):
+        assert await found(query) == ["urn:x:a_b"]
+    assert await found(Query(id_pattern="a_b")) == ["urn:x:a_b", "urn:x:z-a_b"]
+    assert await found(one_type("^urn:x:50%")) == ["urn:x:50%"]
+    assert await found(Query(id_pattern="^urn:x:c\\\\d")) == ["urn:x:c\\d"]
+    assert await found(one_type("^urn:x:", limit=2, offset=1)) == ["urn:x:500", "urn:x:aXb"]
+    page = await store.query("", one_type("x:[a5]", limit=1, count=True))
+    assert [e["id"] for e in page.entities] == ["urn:x:50%"] and page.count == 4
+
+
 async def test_a_disjunction_with_a_regex_pages_after_the_check(store: Any) -> None:
     await load(store, *(thing(n, code=f"c{n}", level=n) for n in range(1, 9)))
     either = q("code~=[1357]$|level>7")
