@@ -203,6 +203,29 @@ async def ensure_partitions(conn: asyncpg.Connection, when: datetime) -> None:
             )
 
 
+async def drop_emptied_partitions(conn: asyncpg.Connection, before: int) -> list[str]:
+    """Drop the history partitions whose month ended by `before` (microseconds) and that hold
+    no row any more (retention deleted them): deleted rows leave their space to the table,
+    a dropped partition gives it back. Rows are never written into a past month (a row's
+    month is its write's), so an empty past partition stays empty."""
+    dropped = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK)
+        names = await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'history'::regclass AND c.relname ~ '^history_[0-9]{4}_[0-9]{2}$'"
+            " ORDER BY 1"
+        )
+        for (name,) in names:
+            year, month = int(name[8:12]), int(name[13:15])
+            _, end = _month(datetime(year, month, 1, tzinfo=UTC), 0)
+            if _micros(end) > before or await conn.fetchval(f"SELECT EXISTS (SELECT FROM {name})"):
+                continue
+            await conn.execute(f"DROP TABLE {name}")
+            dropped.append(name)
+    return dropped
+
+
 def _month(when: datetime, ahead: int) -> tuple[datetime, datetime]:
     index = when.year * 12 + when.month - 1 + ahead
     start = datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)

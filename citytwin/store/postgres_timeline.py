@@ -21,7 +21,7 @@ import orjson
 from citytwin.model.history import COLUMNS, HistoryQuery, HistoryRow, TimeWindow
 from citytwin.model.times import to_micros
 from citytwin.store.postgres_history import recompute
-from citytwin.store.postgres_schema import affected
+from citytwin.store.postgres_schema import affected, drop_emptied_partitions
 from citytwin.store.sqlite_aggregate import TOTALS, wanted_totals
 from citytwin.store.sqlite_history import PRUNE_SERIES, numeric_value, stored
 from citytwin.store.sqlite_rollup import HOUR, contiguous, hour_of, usable
@@ -198,15 +198,19 @@ class TimelineMixin:
 
     async def prune_history(self, cutoff: int) -> int:
         """Drop instances older than cutoff (by observedAt, or createdAt without one), a few
-        series a transaction (writers keep going)."""
+        series a transaction (writers keep going); then the past months' partitions this left
+        empty, giving their disk space back."""
         total, after = 0, None
         while True:
             async with self.pool.acquire() as conn, conn.transaction():
                 keys = await _next_series(conn, after)
                 if not keys:
-                    return total
+                    break
                 total += await _prune(conn, keys, cutoff)
             after = keys[-1]
+        async with self.pool.acquire() as conn:
+            await drop_emptied_partitions(conn, cutoff)
+        return total
 
 
 async def _series(

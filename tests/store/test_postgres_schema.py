@@ -104,3 +104,35 @@ async def test_documents_are_compressed_with_lz4_in_every_history_partition(
     )
     assert {r[0] for r in rows} >= {"entities", "changes", "history_default", "history_2031_05"}
     assert {r[2] for r in rows} == {b"l"}  # lz4 (the char type comes as bytes)
+
+
+async def test_retention_drops_the_past_partitions_it_empties(
+    db: asyncpg.Connection,
+    database: str,  # noqa: F811
+) -> None:
+    from citytwin.store.postgres import PostgresStore
+
+    store = PostgresStore(database)
+    await store.open()
+    try:
+        await ensure_partitions(db, datetime(2020, 1, 5, tzinfo=UTC))  # January and February
+        micros = {m: int(datetime(*m, tzinfo=UTC).timestamp()) * 1_000_000 for m in
+                  [(2020, 1, 10), (2020, 2, 10), (2031, 1, 1), (2025, 1, 1)]}  # fmt: skip
+        await db.execute("INSERT INTO series (tenant, id, attr, dataset, numeric)"
+                         " VALUES ('', 'urn:x:1', 'p', '', true)")  # fmt: skip
+        for created, observed in (((2020, 1, 10), (2020, 1, 10)), ((2020, 2, 10), (2031, 1, 1))):
+            await db.execute(
+                "INSERT INTO history (tenant, id, attr, dataset, created, observed, modified,"
+                " num, body) VALUES ('', 'urn:x:1', 'p', '', $1, $2, $1, 1, '{}')",
+                micros[created],
+                micros[observed],
+            )
+        assert await store.prune_history(micros[(2025, 1, 1)]) == 1
+        names = {r[0] for r in await db.fetch("SELECT tablename FROM pg_tables")}
+        assert "history_2020_01" not in names  # emptied: dropped
+        assert "history_2020_02" in names  # holds an observation of 2031: kept
+        this_month = f"history_{datetime.now(UTC):%Y_%m}"
+        assert {this_month, "history_default"} <= names
+        assert await db.fetchval("SELECT count(*) FROM history") == 1
+    finally:
+        await store.close()
