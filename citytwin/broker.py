@@ -75,8 +75,8 @@ class Broker:
 
     # -- reads -----------------------------------------------------------------------------------
 
-    async def require_tenant(self, tenant: str) -> None:
-        if not await self.store.tenant_exists(tenant):
+    async def require_tenant(self, tenant: str, fresh: bool = False) -> None:
+        if not await self.store.tenant_exists(tenant, fresh):
             raise NonexistentTenant(f"tenant {tenant!r} does not exist")
 
     async def _found(
@@ -346,10 +346,10 @@ class Broker:
         self, tenant: str, what: Query, attrs: frozenset[str] | None = None, keep: bool = False
     ) -> int:
         """5.6.21: delete the entities a filter selects, or (keep/drop) some of their attributes."""
-        await self.require_tenant(tenant)
+        await self.require_tenant(tenant, fresh=True)  # a write: not a replica's lagging view
         if attrs is None:
             return await self.store.purge(tenant, what)
-        ids = [e["id"] for e in (await self.store.query(tenant, what)).entities]
+        ids = [e["id"] for e in (await self.store.query(tenant, what, fresh=True)).entities]
         stamp = now()
 
         def trim(entity: Entity) -> Change:

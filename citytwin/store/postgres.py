@@ -99,10 +99,11 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
         in memory, so that both stores judge an entity the same way."""
         return entity_matches(self._judge, tenant, entity, query)
 
-    async def tenant_exists(self, tenant: str) -> bool:
+    async def tenant_exists(self, tenant: str, fresh: bool = False) -> bool:
         if tenant == "":
             return True
-        return await self.reads.fetchval("SELECT 1 FROM tenants WHERE name = $1", tenant) == 1
+        pool = self.pool if fresh else self.reads
+        return await pool.fetchval("SELECT 1 FROM tenants WHERE name = $1", tenant) == 1
 
     async def get(self, tenant: str, entity_id: str) -> Entity | None:
         raw = await self.reads.fetchval(
@@ -161,8 +162,8 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
             raise result
         return None
 
-    async def query(self, tenant: str, query: Query) -> QueryResult:
-        async with self.reads.acquire() as conn:
+    async def query(self, tenant: str, query: Query, fresh: bool = False) -> QueryResult:
+        async with (self.pool if fresh else self.reads).acquire() as conn:
             return await run_query(conn, tenant, query, self._judge_for(tenant, query))
 
     async def purge(self, tenant: str, query: Query) -> int:

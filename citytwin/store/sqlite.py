@@ -198,8 +198,8 @@ class SqliteStore(LogMixin, TimelineMixin, DevicesMixin):
         self._writer.jobs.put((job, future))
         return await future
 
-    async def tenant_exists(self, tenant: str) -> bool:
-        if tenant == "":
+    async def tenant_exists(self, tenant: str, fresh: bool = False) -> bool:
+        if tenant == "":  # (the reader sees every commit: always fresh)
             return True
         row = self.reader.execute("SELECT 1 FROM tenants WHERE name = ?", (tenant,)).fetchone()
         return row is not None
@@ -251,7 +251,7 @@ class SqliteStore(LogMixin, TimelineMixin, DevicesMixin):
 
         return await self._write(job)
 
-    async def query(self, tenant: str, query: Query) -> QueryResult:
+    async def query(self, tenant: str, query: Query, fresh: bool = False) -> QueryResult:
         return run_query(self.reader, tenant, query)
 
     def entity_matches(self, tenant: str, entity: Entity, query: Query) -> bool:

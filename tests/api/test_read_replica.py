@@ -5,6 +5,7 @@ standby; with the primary committing `remote_apply`, a read right after a write 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -67,6 +68,31 @@ async def test_reads_come_from_the_standby(
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(caught_up(), GUARD)
+
+
+async def test_a_purge_acts_on_the_primary_while_the_standby_lags(
+    twin: tuple[httpx.AsyncClient, Cluster, Cluster],
+) -> None:
+    """Purging is a write: it selects on the primary, not on a standby that has not seen the
+    tenant or the entities yet."""
+    client, primary, standby = twin
+    await _sql(standby.url, "SELECT pg_wal_replay_pause()")
+    city = {"NGSILD-Tenant": "city"}
+    for n in (1, 2):
+        assert (await client.post("/entities", json=thing(n), headers=city)).status_code == 201
+    dropped = await client.delete("/entities?type=Thing&drop=n", headers=city)
+    assert dropped.status_code == 204, dropped.text
+    assert (await client.delete("/entities?type=Thing", headers=city)).status_code == 204
+    await _sql(standby.url, "SELECT pg_wal_replay_resume()")
+    conn = await asyncpg.connect(primary.url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM entities WHERE tenant = 'city'") == 0
+        afters = [r[0] for r in await conn.fetch("SELECT after FROM changes ORDER BY seq")]
+    finally:
+        await conn.close()
+    assert len(afters) == 6 and afters[4:] == [None, None]  # made, dropped `n`, deleted
+    has_n = [any(k.endswith("/n") for k in json.loads(a)["attrs"]) for a in afters[:4]]
+    assert has_n == [True, True, False, False]
 
 
 async def test_with_remote_apply_a_read_after_a_write_sees_it(
