@@ -37,7 +37,7 @@ from citytwin.store.postgres_sql import (
     order_by,
     without_regex,
 )
-from citytwin.store.regex_literal import required_literal
+from citytwin.store.regex_literal import narrowing
 from citytwin.store.sqlite_query import regexp
 
 Judge = Callable[[Entity], bool]  # the Python check of a candidate (regular expressions)
@@ -141,16 +141,14 @@ async def _judged(
 
 
 def _narrowed(column: str, pattern: str, params: Params) -> list[str]:
-    """Conditions every id the pattern matches meets (its literal, regex_literal), so that the
-    Python judge sees fewer candidates; a prefix is a range of the id index ("C" collation)."""
-    found = required_literal(pattern)
+    """Conditions every id the pattern matches meets (regex_literal), so that the Python judge
+    sees fewer candidates; a prefix is a range of the id index ("C" collation)."""
+    found = narrowing(pattern)
     if found is None:
         return []
-    literal, anchored = found
-    if anchored:
-        escaped = literal.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return [f"{column} LIKE {params.add(escaped + '%')}"]
-    return [f"strpos({column}, {params.add(literal)}) > 0"]
+    tests = [(f"{column} >= {{}}", found.low), (f"{column} < {{}}", found.high),
+             (f"strpos({column}, {{}}) > 0", found.part)]  # fmt: skip
+    return [sql.format(params.add(value)) for sql, value in tests if value is not None]
 
 
 async def matching_ids(

@@ -11,6 +11,8 @@ keeps every match.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 _META = set(".^$*+?{}[]\\|()")
 
 
@@ -44,3 +46,35 @@ def _plain(pattern: str, i: int) -> tuple[str | None, int]:
             return escaped, 2
         return None, 0
     return (None, 0) if char in _META else (char, 1)
+
+
+def prefix_bounds(prefix: str) -> tuple[str, str | None]:
+    """[low, high) holding exactly the strings that start with `prefix`, in code point order
+    (SQLite's BINARY and PostgreSQL's "C" collations: UTF-8 bytes); high is None if there is
+    no string above them all."""
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop()) + 1
+        if last == 0xD800:  # past the surrogates, which no UTF-8 string holds
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return prefix, "".join(chars) + chr(last)
+    return prefix, None
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """What every id a pattern matches meets: low <= id < high (None: no such bound), or `part`
+    within it."""
+
+    low: str | None = None
+    high: str | None = None
+    part: str | None = None
+
+
+def narrowing(pattern: str) -> Narrowing | None:
+    found = required_literal(pattern)
+    if found is None:
+        return None
+    literal, anchored = found
+    return Narrowing(*prefix_bounds(literal)) if anchored else Narrowing(part=literal)

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from citytwin.store.regex_literal import required_literal
+from citytwin.store.regex_literal import prefix_bounds, required_literal
 
 
 @pytest.mark.parametrize(
@@ -56,4 +56,20 @@ def test_every_match_holds_the_literal() -> None:
                 checked += 1
                 assert literal in subject, (pattern, subject)
                 assert not anchored or subject.startswith(literal), (pattern, subject)
+                low, high = prefix_bounds(literal)
+                inside = low <= subject and (high is None or subject < high)
+                assert inside or not anchored, (pattern, subject)
     assert checked > 500
+
+
+def test_prefix_bounds_hold_exactly_the_strings_starting_with_the_prefix() -> None:
+    assert prefix_bounds("urn:x:") == ("urn:x:", "urn:x;")
+    assert prefix_bounds("a\ud7ff") == ("a\ud7ff", "a\ue000")  # no surrogate in UTF-8
+    assert prefix_bounds("a\U0010ffff") == ("a\U0010ffff", "b")
+    assert prefix_bounds("\U0010ffff") == ("\U0010ffff", None)
+    low, high = prefix_bounds("ab")
+    inside = ["ab", "ab\x00", "ab\U0010ffff", "abz"]
+    outside = ["a", "aa\U0010ffff", "ac", "b", "\U0010ffff"]
+    encoded = lambda s: s.encode()  # noqa: E731 (the stores compare UTF-8 bytes)
+    assert all(encoded(low) <= encoded(s) < encoded(high) for s in inside)
+    assert not any(encoded(low) <= encoded(s) < encoded(high) for s in outside)
