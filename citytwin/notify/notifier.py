@@ -323,7 +323,7 @@ class Notifier:
                 if rounds % RELOAD_EVERY == 0:  # subscriptions made through other workers,
                     await self._subscriptions_changed()  # when no change woke this one
                 if rounds % PRUNE_EVERY == 0:
-                    await self.store.prune_changes(min(self.saved, self.seq - KEEP_CHANGES))
+                    await self.store.prune_changes(self.saved, KEEP_CHANGES)
 
     async def _flush(self) -> None:
         """Persist status fields (one write for all) and the cursor (below any change still

@@ -162,8 +162,14 @@ class LogMixin:
         )
         return _records(rows)
 
-    async def prune_changes(self, below: int) -> int:
-        """Forget changes up to `below`, a chunk a transaction."""
+    async def prune_changes(self, below: int, keep: int = 0) -> int:
+        """Forget changes up to `below` but the newest `keep`, a chunk a transaction."""
+        kept = await self.pool.fetchval(
+            "SELECT seq FROM changes ORDER BY seq DESC LIMIT 1 OFFSET $1", keep
+        )
+        if kept is None:
+            return 0
+        below = min(below, kept)
         total = 0
         while True:
             done = await self.pool.execute(

@@ -129,8 +129,15 @@ class LogMixin:
     async def last_change(self) -> int:
         return last_seq(self.reader)
 
-    async def prune_changes(self, below: int) -> int:
-        """Forget changes up to `below`, a chunk a transaction, so writers are not held up."""
+    async def prune_changes(self, below: int, keep: int = 0) -> int:
+        """Forget changes up to `below` but the newest `keep`, a chunk a transaction, so
+        writers are not held up."""
+        kept = self.reader.execute(
+            "SELECT seq FROM changes ORDER BY seq DESC LIMIT 1 OFFSET ?", (keep,)
+        ).fetchone()
+        if kept is None:
+            return 0
+        below = min(below, kept[0])
         total = 0
         while True:
             done = await self._write(lambda conn: prune(conn, below))

@@ -176,7 +176,9 @@ async def test_the_log_is_searched_and_pruned(store: Any) -> None:
     found = await store.changes_touching(first, third, ["example.org/pm25", "nothing"])
     assert [c.seq for c in found] == [second, third]
     assert await store.changes_touching(0, third, ["nothing"]) == []
-    assert await store.prune_changes(second) == 2
+    assert await store.prune_changes(third, keep=2) == 1  # the newest two stay, numbers aside
+    assert await store.prune_changes(third, keep=5) == 0
+    assert await store.prune_changes(second) == 1
     assert [c.seq for c in await store.changes_since(0)] == [third]
 
 
