@@ -6,10 +6,14 @@ queries (postgres_query, postgres_sql), the temporal reads (postgres_timeline), 
 log and subscriptions (postgres_log), provisioning (postgres_devices), leases and LISTEN
 (postgres_notify), the schema (postgres_schema). docs/design.md and docs/scale-out.md say why.
 
-A write first takes a transaction-level advisory lock for each entity it names (in key order,
-so two writers cannot deadlock), then reads them and works on what it read. Row locks (FOR
-UPDATE) would do the same, but they give the transaction its id at the first entity, and the
-change log's numbers need ids taken once every entity is held (postgres_log).
+A write first takes transaction-level advisory locks on the entities it names, then reads
+them and works on what it read. Row locks (FOR UPDATE) would do the same, but they give the
+transaction its id at the first entity, and the change log's numbers need ids taken once every
+entity is held (postgres_log). Advisory locks fill PostgreSQL's shared lock table (about 64 a
+connection), so a write holds at most 64: entities hash into 64 buckets; a write of up to 31
+entities takes its buckets shared and each entity exclusive, a larger one its buckets
+exclusive (large writes then go one at a time, and small ones wait for those sharing a bucket).
+All take buckets before entities, each in key order, so no two writers deadlock.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ from citytwin.store.postgres_timeline import TimelineMixin
 from citytwin.store.sqlite_query import entity_matches, register
 
 RETRIES = 5  # a write that meets a concurrent creation of the same entity starts again
+BUCKETS = 64  # entity lock buckets (see the module's docstring)
+ONE_BY_ONE = 31  # entities a write locks one by one, each beside its bucket
+BUCKET_SPACE = 0x63746275  # the advisory lock space of the buckets: (BUCKET_SPACE, bucket)
 RETRIED = (
     asyncpg.UniqueViolationError,  # another writer created one of the entities first
     asyncpg.DeadlockDetectedError,
@@ -262,10 +269,22 @@ async def _load(conn: asyncpg.Connection, tenant: str, ids: list[str]) -> dict[s
     """The entities' stored documents, held until the transaction ends (see the module's
     docstring). A lock is taken before the read, whose snapshot then holds the last commit of
     each entity (PostgreSQL releases a transaction's locks after its commit is visible)."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) k",
-        sorted({entity_key(tenant, i) for i in ids}),
-    )
+    keys = {entity_key(tenant, i) for i in ids}
+    buckets = sorted({key % BUCKETS for key in keys})
+    if len(keys) <= ONE_BY_ONE:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock_shared($1::int4, b) FROM unnest($2::int4[]) b"
+            " UNION ALL SELECT pg_advisory_xact_lock(k) FROM unnest($3::bigint[]) k",
+            BUCKET_SPACE,
+            buckets,
+            sorted(keys),
+        )
+    else:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1::int4, b) FROM unnest($2::int4[]) b",
+            BUCKET_SPACE,
+            buckets,
+        )
     docs: dict[str, bytes | None] = dict.fromkeys(ids)
     rows = await conn.fetch(
         "SELECT id, raw FROM entities WHERE tenant = $1 AND id = ANY($2::text[])", tenant, ids

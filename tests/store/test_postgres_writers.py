@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from citytwin.store.base import Change
+from citytwin.store.base import Change, Query
 from citytwin.store.postgres import PostgresStore
 from tests.store.test_contract import LATER, create, sensor, set_pm25
 
@@ -151,5 +151,22 @@ async def test_types_are_stored_whatever_characters_they_hold(database: str) -> 
         finally:
             await conn.close()
         assert (await store.get("", entity["id"]))["type"] == odd
+    finally:
+        await store.close()
+
+
+async def test_writes_of_many_entities_stay_within_the_lock_table(database: str) -> None:  # noqa: F811
+    """Entity locks are advisory locks, which fill PostgreSQL's shared lock table (64 a
+    connection by default): eight concurrent writes of 2,000 entities, then a purge of all
+    16,000 in one transaction, must neither run out of it nor block each other for good."""
+    store = PostgresStore(database)
+    await store.open()
+    try:
+        batches = [[sensor(b * 2000 + n, 1) for n in range(2000)] for b in range(8)]
+        await asyncio.gather(
+            *(store.mutate("", [(e["id"], create(e)) for e in batch]) for batch in batches)
+        )
+        assert (await store.query("", Query(count=True, limit=0))).count == 16_000
+        assert await store.purge("", Query()) == 16_000
     finally:
         await store.close()
