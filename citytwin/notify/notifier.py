@@ -322,6 +322,8 @@ class Notifier:
                 await self._flush()
                 if rounds % RELOAD_EVERY == 0:  # subscriptions made through other workers,
                     await self._subscriptions_changed()  # when no change woke this one
+                    self.wake.set()  # and a look at the log that no wake asked for: a commit
+                    # whose announcement was lost (PostgreSQL NOTIFYs after the commit)
                 if rounds % PRUNE_EVERY == 0:
                     await self.store.prune_changes(self.saved, KEEP_CHANGES)
 

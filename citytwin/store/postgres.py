@@ -121,18 +121,20 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
     async def mutate(self, tenant: str, ops: Sequence[tuple[str, MutateFn]]) -> list[Any]:
         ids = sorted(dict.fromkeys(i for i, _ in ops))
         await self._partitions()
-        for attempt in range(RETRIES):
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    plan = Plan(tenant, await _load(conn, tenant, ids))
-                    results = plan.apply(ops)
-                    await self._flush(conn, plan)
-                break
-            except RETRIED:
-                if attempt == RETRIES - 1:
-                    raise
-        self._committed()
-        self._announce()
+        try:
+            for attempt in range(RETRIES):
+                try:
+                    async with self.pool.acquire() as conn, conn.transaction():
+                        plan = Plan(tenant, await _load(conn, tenant, ids))
+                        results = plan.apply(ops)
+                        await self._flush(conn, plan)
+                    break
+                except RETRIED:
+                    if attempt == RETRIES - 1:
+                        raise
+        finally:  # also when cancelled or failed, maybe after the commit: a wake costs a read
+            self._committed()
+            self._announce()
         return results
 
     async def _partitions(self) -> None:

@@ -103,7 +103,7 @@ class NotifyMixin:
             self._unsent = False
             try:
                 await self.pool.execute(SEND)
-            except DOWN as exc:  # every process's link wakes its watchers when it is back
+            except Exception as exc:  # the readers' periodic look finds the change anyway
                 log.debug("NOTIFY not sent: %s", exc)
                 return
 

@@ -257,3 +257,27 @@ def _in_two_lanes() -> tuple[str, str]:
     ids = [f"urn:ngsi-ld:Subscription:lane{n}" for n in range(20)]
     first = ids[0]
     return first, next(i for i in ids if lane(("", i)) != lane(("", first)))
+
+
+async def test_a_change_whose_announcement_was_lost_is_notified(
+    client: httpx.AsyncClient, sink: Received, settings: Any
+) -> None:
+    """Another process's commit that woke no notifier (on PostgreSQL a NOTIFY is sent after the
+    commit, and can be lost with a cancelled request or a broken connection) is still found:
+    the notifier looks at the log every few seconds without being woken."""
+    from bench.store import update
+    from citytwin.store import open_store
+
+    assert (await client.post("/subscriptions", json=subscription(sink.url))).status_code == 201
+    await client.post("/entities", json=sensor(40))
+    assert len(await received(sink, 1)) == 1
+    other = open_store(settings.database)  # another process's store, announcing nothing
+    await other.open()
+    try:
+        other._announce = lambda: None
+        pm25 = "https://uri.etsi.org/ngsi-ld/default-context/pm25"
+        assert await other.mutate("", [(SENSOR, update(41, "2026-11-30T10:00:00Z", pm25))])
+        bodies = await asyncio.to_thread(sink.wait, 2, 10.0)
+        assert [b["data"][0]["pm25"]["value"] for b in bodies] == [40, 41]
+    finally:
+        await other.close()
