@@ -168,6 +168,7 @@ MIGRATIONS: list[str] = [
 ]
 
 LOCK = 0x63747769  # an advisory lock: one process migrates, the others wait for it
+DROP_WAIT = "200ms"  # the longest a partition's drop waits for the history table's lock
 
 
 async def migrate(conn: asyncpg.Connection) -> int:
@@ -207,22 +208,28 @@ async def drop_emptied_partitions(conn: asyncpg.Connection, before: int) -> list
     """Drop the history partitions whose month ended by `before` (microseconds) and that hold
     no row any more (retention deleted them): deleted rows leave their space to the table,
     a dropped partition gives it back. Rows are never written into a past month (a row's
-    month is its write's), so an empty past partition stays empty."""
+    month is its write's), so an empty past partition stays empty. Dropping one locks the
+    history table: it waits at most DROP_WAIT for readers, else it is left to the next run."""
+    names = await conn.fetch(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'history'::regclass AND c.relname ~ '^history_[0-9]{4}_[0-9]{2}$'"
+        " ORDER BY 1"
+    )
     dropped = []
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK)
-        names = await conn.fetch(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-            " WHERE i.inhparent = 'history'::regclass AND c.relname ~ '^history_[0-9]{4}_[0-9]{2}$'"
-            " ORDER BY 1"
-        )
-        for (name,) in names:
-            year, month = int(name[8:12]), int(name[13:15])
-            _, end = _month(datetime(year, month, 1, tzinfo=UTC), 0)
-            if _micros(end) > before or await conn.fetchval(f"SELECT EXISTS (SELECT FROM {name})"):
-                continue
-            await conn.execute(f"DROP TABLE {name}")
+    for (name,) in names:
+        _, end = _month(datetime(int(name[8:12]), int(name[13:15]), 1, tzinfo=UTC), 0)
+        if _micros(end) > before:
+            continue
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK)
+                await conn.execute(f"SET LOCAL lock_timeout = '{DROP_WAIT}'")
+                if await conn.fetchval(f"SELECT EXISTS (SELECT FROM {name})"):
+                    continue
+                await conn.execute(f"DROP TABLE {name}")
             dropped.append(name)
+        except asyncpg.LockNotAvailableError:
+            continue
     return dropped
 
 

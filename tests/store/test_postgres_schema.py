@@ -127,7 +127,16 @@ async def test_retention_drops_the_past_partitions_it_empties(
                 micros[created],
                 micros[observed],
             )
+        reader = await asyncpg.connect(database)  # a long read of the history: no drop,
+        tx = reader.transaction()  # and no wait for it beyond DROP_WAIT
+        await tx.start()
+        await reader.fetchval("SELECT count(*) FROM history")
         assert await store.prune_history(micros[(2025, 1, 1)]) == 1
+        names = {r[0] for r in await db.fetch("SELECT tablename FROM pg_tables")}
+        assert "history_2020_01" in names
+        await tx.commit()
+        await reader.close()
+        assert await store.prune_history(micros[(2025, 1, 1)]) == 0
         names = {r[0] for r in await db.fetch("SELECT tablename FROM pg_tables")}
         assert "history_2020_01" not in names  # emptied: dropped
         assert "history_2020_02" in names  # holds an observation of 2031: kept
