@@ -40,7 +40,8 @@ HORIZON = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {SHIFT})"
 
 class LogMixin:
     pool: asyncpg.Pool
-    _held_back: Callable[[], None]  # look again soon: committed changes wait behind the horizon
+    _held_back: Callable[[int | None], None]  # look again soon: changes wait behind the horizon
+    _caught_up: Callable[[], None]
 
     async def changes_since(
         self, seq: int, limit: int = 1000, before: bool = True
@@ -54,7 +55,9 @@ class LogMixin:
         )
         final = [row[:7] for row in rows if row["final"]]  # a prefix: rows are in seq order
         if len(final) < len(rows):
-            self._held_back()
+            self._held_back(rows[len(final)]["seq"])
+        else:
+            self._caught_up()
         return _records(final)
 
     async def last_change(self) -> int:
@@ -64,7 +67,7 @@ class LogMixin:
             f" coalesce((SELECT max(seq) FROM changes), 0) >= {HORIZON}"
         )
         if held:
-            self._held_back()
+            self._held_back(None)
         return int(final)
 
     async def cursor(self, name: str) -> int | None:

@@ -30,13 +30,16 @@ import contextlib
 import logging
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import asyncpg
 
 log = logging.getLogger("citytwin.store")
 CHANNEL = "citytwin"  # every write NOTIFYs it after its commit
 SEND = f"BEGIN; SET LOCAL synchronous_commit = off; NOTIFY {CHANNEL}; COMMIT"  # no fsync to wait
-AGAIN = 0.025  # seconds before looking again at changes held behind a running transaction
+AGAIN = (0.025, 1.0)  # seconds before looking again at changes held behind a transaction still
+# running: the first time, doubling up to the last while the same change stays held back
+HELD_WARNING = 10.0  # seconds a change waits before the log says so
 LEASES = 0x63746C65  # the advisory lock space of the leases: (LEASES, crc32 of the name)
 TAKE = "SELECT pg_try_advisory_lock($1::int4, $2::int4)"
 PING = 5.0  # seconds between checks that the link is alive (a half-open connection says nothing)
@@ -49,6 +52,14 @@ def lease_key(name: str) -> tuple[int, int]:
     entities and the migrations)."""
     crc = zlib.crc32(name.encode())
     return LEASES, crc - (1 << 32) if crc >= 1 << 31 else crc
+
+
+@dataclass
+class _Held:
+    first: int | None  # the first change held back (None: not known)
+    since: float  # loop time
+    looks: int = 0
+    warned: bool = False
 
 
 class NotifyMixin:
@@ -65,6 +76,7 @@ class NotifyMixin:
     _sender: asyncio.Task[None] | None = None
     _unsent = False  # a commit since the NOTIFY in flight began
     _again: asyncio.TimerHandle | None = None
+    _waiting: _Held | None = None  # the first change held back, while it is
     watches_every_process = True
 
     def watch(self, callback: Callable[[], None]) -> None:
@@ -107,12 +119,32 @@ class NotifyMixin:
                 log.debug("NOTIFY not sent: %s", exc)
                 return
 
-    def _held_back(self) -> None:
-        """Committed changes wait behind a transaction still running (postgres_log): look again
-        shortly, as that transaction may end without a NOTIFY (a temporal edit, another
-        database's write)."""
+    def _held_back(self, seq: int | None) -> None:
+        """Committed changes (the first: `seq`, None if not known) wait behind a transaction
+        still running (postgres_log): look again shortly, as that transaction may end without
+        a NOTIFY (a temporal edit, another database's write), less often the longer the same
+        change waits; and say so in the log once it has waited HELD_WARNING."""
+        now = asyncio.get_running_loop().time()
+        held = self._waiting
+        if held is None or (seq is not None and seq != held.first):
+            held = self._waiting = _Held(seq, now)
+        if not held.warned and now - held.since > HELD_WARNING:
+            held.warned = True
+            log.warning(
+                "change %s has waited %.0f s behind a transaction still running on the"
+                " database (see pg_stat_activity.backend_xid, pg_prepared_xacts):"
+                " notifications, streams and commands wait for it to end",
+                held.first,
+                now - held.since,
+            )
         if self._again is None:
-            self._again = asyncio.get_running_loop().call_later(AGAIN, self._look_again)
+            delay = min(AGAIN[0] * 2**held.looks, AGAIN[1])
+            held.looks += 1
+            self._again = asyncio.get_running_loop().call_later(delay, self._look_again)
+
+    def _caught_up(self) -> None:
+        """A read of the log found nothing held back."""
+        self._waiting = None
 
     def _look_again(self) -> None:
         self._again = None

@@ -101,10 +101,18 @@ async def test_two_processes_meet_a_new_month(database: str, monkeypatch: Any) -
             await s.close()
 
 
-async def test_changes_behind_a_running_transaction_are_read_once_it_ends(database: str) -> None:  # noqa: F811
+async def test_changes_behind_a_running_transaction_are_read_once_it_ends(
+    database: str,  # noqa: F811
+    monkeypatch: Any,
+    caplog: Any,
+) -> None:
     """A write commits while an older transaction, not the store's, still runs: its change is
-    not read meanwhile (a change of the older one would be numbered below it), and readers
-    waiting for a wake are woken once it ends, although it sends no NOTIFY."""
+    not read meanwhile (a change of the older one would be numbered below it), the log says
+    that it waits, and readers waiting for a wake are woken once the transaction ends,
+    although it sends no NOTIFY."""
+    import citytwin.store.postgres_notify as notify
+
+    monkeypatch.setattr(notify, "HELD_WARNING", 0.1)
     store = PostgresStore(database)
     await store.open()
     try:
@@ -125,8 +133,9 @@ async def test_changes_behind_a_running_transaction_are_read_once_it_ends(databa
                 got.extend(await store.changes_since(seen))
 
         reading = asyncio.create_task(reader())
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.5)
         assert got == [] and await store.last_change() == seen
+        assert "behind a transaction still running" in caplog.text
         await tx.commit()
         await asyncio.wait_for(reading, 5)
         assert [c.entity_id for c in got] == [entity["id"]]
