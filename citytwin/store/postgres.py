@@ -43,10 +43,10 @@ from citytwin.store.base import (
 from citytwin.store.plan import Plan
 from citytwin.store.postgres_batch import Part, columns
 from citytwin.store.postgres_devices import DevicesMixin
-from citytwin.store.postgres_log import LOGGED, MAX_CHANGES, LogMixin
+from citytwin.store.postgres_log import LOGGED, MAX_CHANGES, LogMixin, log_base
 from citytwin.store.postgres_notify import NotifyMixin
 from citytwin.store.postgres_query import matching_ids, run_query, selects
-from citytwin.store.postgres_schema import ensure_partitions, migrate
+from citytwin.store.postgres_schema import LOCK, ensure_partitions, migrate
 from citytwin.store.postgres_timeline import TimelineMixin
 from citytwin.store.sqlite_query import entity_matches, register
 
@@ -92,6 +92,7 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
             self._replica = await _pool(self.read_replica, self.pool_size)
         async with self.pool.acquire() as conn:
             await migrate(conn)
+            self._base = await log_base(conn, LOCK)
         await self._listen()
 
     async def close(self) -> None:
@@ -262,7 +263,7 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
         if len(changes) >= MAX_CHANGES:
             raise ValueError(f"one write can change at most {MAX_CHANGES - 1} entities")
         if changes:
-            rows = [(*change, place) for place, change in enumerate(changes)]
+            rows = [(*change, self._base + place) for place, change in enumerate(changes)]
             parts.append(Part(LOGGED, columns(rows, 7)))
         await batch.run(conn, parts)  # one round trip for the history and the log
 

@@ -8,6 +8,10 @@ reading statement's own snapshot gives it (`pg_snapshot_xmin`). Every transactio
 ended and none can start below it, so what is read there is final, and a reader that has seen
 number n never meets a smaller one later.
 
+A base is added to every number (`log_base`, read as a process opens the store): a database
+restored into another cluster gets transaction ids below its change log's, and new numbers
+must still come above it.
+
 Two writes of one entity are numbered in their order: a write takes its entities' locks
 before its first row write assigns its transaction id (store/postgres.py), so the second
 write's id is taken after the first has committed.
@@ -15,6 +19,7 @@ write's id is taken after the first has committed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -27,28 +32,35 @@ from citytwin.store.postgres_devices import bump
 from citytwin.store.postgres_schema import affected
 from citytwin.store.sqlite_changes import PRUNE_CHUNK, SUBSCRIPTIONS
 
+log = logging.getLogger("citytwin.store")
 SHIFT = 20
 MAX_CHANGES = 1 << SHIFT  # changes one transaction can number
-LOGGED = (  # a write's change rows (postgres_batch), numbered by its id and their place
+LOGGED = (  # a write's change rows (postgres_batch), numbered by its id, the base + their place
     "INSERT INTO changes (tenant, id, attrs, before, after, at, seq) SELECT t, i, a, b, f, w,"
     f" (pg_current_xact_id()::text::bigint << {SHIFT}) + p FROM unnest({{}}::text[],"
     " {}::text[], {}::text[], {}::text[], {}::text[], {}::text[], {}::bigint[])"
     " AS u(t, i, a, b, f, w, p)"
 )
-HORIZON = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {SHIFT})"
+LOWEST = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {SHIFT})"  # + the base
 
 
 class LogMixin:
     pool: asyncpg.Pool
+    _base = 0  # added to every number (see `log_base`)
     _held_back: Callable[[int | None], None]  # look again soon: changes wait behind the horizon
     _caught_up: Callable[[], None]
+
+    @property
+    def _horizon(self) -> str:
+        """Below it every number is final (see the module's docstring)."""
+        return f"({LOWEST} + {int(self._base)})"
 
     async def changes_since(
         self, seq: int, limit: int = 1000, before: bool = True
     ) -> list[ChangeRecord]:
         was = "before" if before else "CASE WHEN after IS NULL THEN before END"
         rows = await self.pool.fetch(
-            f"SELECT seq, tenant, id, attrs, {was}, after, at, seq < {HORIZON} AS final"
+            f"SELECT seq, tenant, id, attrs, {was}, after, at, seq < {self._horizon} AS final"
             " FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
             seq,
             limit,
@@ -63,8 +75,8 @@ class LogMixin:
     async def last_change(self) -> int:
         """The newest final change's number (see the module's docstring)."""
         final, held = await self.pool.fetchrow(
-            f"SELECT coalesce((SELECT max(seq) FROM changes WHERE seq < {HORIZON}), 0),"
-            f" coalesce((SELECT max(seq) FROM changes), 0) >= {HORIZON}"
+            f"SELECT coalesce((SELECT max(seq) FROM changes WHERE seq < {self._horizon}), 0),"
+            f" coalesce((SELECT max(seq) FROM changes), 0) >= {self._horizon}"
         )
         if held:
             self._held_back(None)
@@ -195,3 +207,26 @@ def _records(rows: list[Any]) -> list[ChangeRecord]:
 
 def _json(text: str | None) -> Any:
     return orjson.loads(text) if text is not None else None
+
+
+async def log_base(conn: asyncpg.Connection, lock: int) -> int:
+    """The number added to every change number, raised when the database's transaction ids are
+    below what its log and cursors hold (a database restored from a dump into a new cluster
+    starts its ids low again): new numbers then start above them. Checked by every process as
+    it opens, under the migrations' lock, before it writes."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
+        base = int(await conn.fetchval("SELECT base FROM log_base"))
+        high = await conn.fetchval(
+            "SELECT greatest((SELECT max(seq) FROM changes), (SELECT max(seq) FROM cursors))"
+        )
+        lowest = int(await conn.fetchval(f"SELECT {LOWEST}"))
+        if high is not None and lowest + base <= high:
+            base = high + 1 - lowest
+            await conn.execute("UPDATE log_base SET base = $1", base)
+            log.warning(
+                "change numbers now start above %d: the database's transaction ids are below"
+                " its change log's (restored into another cluster?)",
+                high,
+            )
+    return base

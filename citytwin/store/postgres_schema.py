@@ -165,6 +165,11 @@ MIGRATIONS: list[str] = [
         RAISE NOTICE 'lz4 is not built into this server: documents stay compressed with pglz';
     END $$;
     """,
+    # 8: what is added to every change number (postgres_log.log_base)
+    """
+    CREATE TABLE log_base (base BIGINT NOT NULL);
+    INSERT INTO log_base VALUES (0);
+    """,
 ]
 
 LOCK = 0x63747769  # an advisory lock: one process migrates, the others wait for it

@@ -179,3 +179,30 @@ async def test_writes_of_many_entities_stay_within_the_lock_table(database: str)
         assert await store.purge("", Query()) == 16_000
     finally:
         await store.close()
+
+
+async def test_numbers_go_on_above_the_log_of_a_restored_database(database: str) -> None:  # noqa: F811
+    """A dump restored into a new cluster has its change log and cursors numbered by the old
+    cluster's transaction ids, above the new one's: the next store to open numbers on above
+    them, so a notifier going on from its cursor misses nothing."""
+    store = PostgresStore(database)
+    await store.open()
+    entity = sensor(1, 5)
+    await store.mutate("", [(entity["id"], create(entity))])
+    await store.close()
+    conn = await asyncpg.connect(database)  # as if the ids had been far higher
+    try:
+        await conn.execute("UPDATE changes SET seq = seq + (1::bigint << 50)")
+        cursor = await conn.fetchval("SELECT max(seq) FROM changes")
+        await conn.execute("INSERT INTO cursors (name, seq) VALUES ('notifier', $1)", cursor)
+    finally:
+        await conn.close()
+    store = PostgresStore(database)
+    await store.open()
+    try:
+        assert await store.last_change() == cursor
+        await store.mutate("", [(entity["id"], set_pm25(8, LATER))])
+        later = await store.changes_since(cursor)
+        assert [c.entity_id for c in later] == [entity["id"]] and later[0].seq > cursor
+    finally:
+        await store.close()
