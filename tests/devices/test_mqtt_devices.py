@@ -11,6 +11,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -149,12 +150,13 @@ async def test_a_fiware_device_end_to_end(twin_app: httpx.AsyncClient, broker_po
     iot = twin_app
     await provision(iot)
     with device(broker_port) as d:
-        await d.measure({"b": 91, "s": "idle", "l": "31.1865,121.5440"})
-        await d.measure({"b": "90.5", "TimeInstant": "2026-11-30T08:00:00Z"})
+        await d.measure({"b": 91, "s": "idle", "l": "31.1865,121.5440"})  # observed now
+        later = f"{datetime.now(UTC) + timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}"  # newer, so kept
+        await d.measure({"b": "90.5", "TimeInstant": later})
         await d.measure(b"17", topic=f"/json/{APIKEY}/guide-1/attrs/n")  # one value, /json prefix
         body = await until(iot, "visitors", 17)
         assert body["battery"]["value"] == 90.5
-        assert body["battery"]["observedAt"] == "2026-11-30T08:00:00Z"
+        assert body["battery"]["observedAt"] == later
         assert body["location"]["value"]["coordinates"] == [121.544, 31.1865]
         assert body["model"]["value"] == "H1"
 
