@@ -42,6 +42,7 @@ LOGGED = (  # a write's change rows (postgres_batch), numbered by its id, the ba
     " AS u(t, i, a, b, f, w, p)"
 )
 LOWEST = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {SHIFT})"  # + the base
+NEXT = f"(pg_snapshot_xmax(pg_current_snapshot())::text::bigint << {SHIFT})"  # ids not yet given
 
 
 class LogMixin:
@@ -68,7 +69,7 @@ class LogMixin:
         final = [row[:7] for row in rows if row["final"]]  # a prefix: rows are in seq order
         if len(final) < len(rows):
             self._held_back(rows[len(final)]["seq"])
-        else:
+        elif len(rows) < limit:  # (a full page says nothing of what lies after it)
             self._caught_up()
         return _records(final)
 
@@ -80,6 +81,8 @@ class LogMixin:
         )
         if held:
             self._held_back(None)
+        else:
+            self._caught_up()
         return int(final)
 
     async def cursor(self, name: str) -> int | None:
@@ -213,14 +216,16 @@ async def log_base(conn: asyncpg.Connection, lock: int) -> int:
     """The number added to every change number, raised when the database's transaction ids are
     below what its log and cursors hold (a database restored from a dump into a new cluster
     starts its ids low again): new numbers then start above them. Checked by every process as
-    it opens, under the migrations' lock, before it writes."""
+    it opens, under the migrations' lock, before it writes. The check is against the next id to
+    be given (xmax), which every number written in this cluster is below: xmin would also see
+    the numbers of transactions committed while an older one still runs."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
         base = int(await conn.fetchval("SELECT base FROM log_base"))
         high = await conn.fetchval(
             "SELECT greatest((SELECT max(seq) FROM changes), (SELECT max(seq) FROM cursors))"
         )
-        lowest = int(await conn.fetchval(f"SELECT {LOWEST}"))
+        lowest = int(await conn.fetchval(f"SELECT {NEXT}"))
         if high is not None and lowest + base <= high:
             base = high + 1 - lowest
             await conn.execute("UPDATE log_base SET base = $1", base)

@@ -56,7 +56,7 @@ def lease_key(name: str) -> tuple[int, int]:
 
 @dataclass
 class _Held:
-    first: int | None  # the first change held back (None: not known)
+    first: int  # the first change held back
     since: float  # loop time
     looks: int = 0
     warned: bool = False
@@ -126,20 +126,24 @@ class NotifyMixin:
         change waits; and say so in the log once it has waited HELD_WARNING."""
         now = asyncio.get_running_loop().time()
         held = self._waiting
-        if held is None or (seq is not None and seq != held.first):
+        if seq is not None and (held is None or seq != held.first):
             held = self._waiting = _Held(seq, now)
-        if not held.warned and now - held.since > HELD_WARNING:
-            held.warned = True
-            log.warning(
-                "change %s has waited %.0f s behind a transaction still running on the"
-                " database (see pg_stat_activity.backend_xid, pg_prepared_xacts):"
-                " notifications, streams and commands wait for it to end",
-                held.first,
-                now - held.since,
-            )
+        looks = 0
+        if held is not None:
+            looks = held.looks
+            if not held.warned and now - held.since > HELD_WARNING:
+                held.warned = True
+                log.warning(
+                    "change %d has waited %.0f s behind a transaction still running on the"
+                    " database (see pg_stat_activity.backend_xid, pg_prepared_xacts):"
+                    " notifications, streams and commands wait for it to end",
+                    held.first,
+                    now - held.since,
+                )
         if self._again is None:
-            delay = min(AGAIN[0] * 2**held.looks, AGAIN[1])
-            held.looks += 1
+            delay = min(AGAIN[0] * 2 ** min(looks, 8), AGAIN[1])
+            if held is not None:
+                held.looks += 1
             self._again = asyncio.get_running_loop().call_later(delay, self._look_again)
 
     def _caught_up(self) -> None:

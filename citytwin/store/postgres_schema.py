@@ -233,8 +233,10 @@ async def drop_emptied_partitions(conn: asyncpg.Connection, before: int) -> list
                     continue
                 await conn.execute(f"DROP TABLE {name}")
             dropped.append(name)
-        except asyncpg.LockNotAvailableError:
-            continue
+        except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError):
+            continue  # a reader holds the history table: the next run tries again
+        except asyncpg.UndefinedTableError:
+            continue  # another process dropped it meanwhile
     return dropped
 
 

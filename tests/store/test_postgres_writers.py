@@ -206,3 +206,39 @@ async def test_numbers_go_on_above_the_log_of_a_restored_database(database: str)
         assert [c.entity_id for c in later] == [entity["id"]] and later[0].seq > cursor
     finally:
         await store.close()
+
+
+async def test_a_store_opening_while_writes_overlap_keeps_the_base(database: str) -> None:  # noqa: F811
+    """A change committed while an older transaction still runs is above the oldest running id
+    but below the next one to be given: a store opening then must not take it for a restored
+    log and raise the base (processes would number with different bases)."""
+    store = PostgresStore(database)
+    await store.open()
+    blocker = await asyncpg.connect(database)
+    tx = blocker.transaction()
+    await tx.start()
+    try:
+        await blocker.fetchval("SELECT pg_current_xact_id()")
+        entity = sensor(1, 5)
+        await store.mutate("", [(entity["id"], create(entity))])
+        other = PostgresStore(database)
+        await other.open()
+        await other.close()
+        assert other._base == store._base == 0
+    finally:
+        await tx.rollback()
+        await blocker.close()
+        await store.close()
+
+
+async def test_a_change_held_back_for_long_is_looked_at_every_second(database: str) -> None:  # noqa: F811
+    """The looks back off, doubling up to once a second, however many there are."""
+    store = PostgresStore(database)  # (not opened: the looks need no connection)
+    delays = []
+    for _ in range(2000):
+        store._held_back(7)
+        assert store._again is not None
+        delays.append(store._again.when() - asyncio.get_running_loop().time())
+        store._again.cancel()
+        store._again = None
+    assert delays[0] < 0.05 and 0.9 < delays[-1] <= 1.0
