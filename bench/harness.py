@@ -44,6 +44,15 @@ def latency_table(title: str, rows: list[LatencyRow], width: int) -> None:
         print(f"{name:<{width}}{line}  {target}")
 
 
+def latency_legend(direct: str, raw: str | None) -> None:
+    """What a latency table's columns mean: `direct` is what 'SQL' runs, `raw` what the raw
+    column does (None: the table has none)."""
+    print(f"(milliseconds; 'SQL' runs {direct} directly on the same store;"
+          " ratio: its p50 over\n the HTTP p50)")  # fmt: skip
+    if raw is not None:
+        print(f"('raw' {raw} in one hand-written statement with asyncpg)")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

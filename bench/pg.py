@@ -116,21 +116,7 @@ def upsert_rate(url: str, chunks: list[list[tuple[str, list[str], str]]], stream
     `streams` connections at once, into a table of the shape of `entities` (generated JSONB,
     GIN index on types), which is dropped afterwards."""
 
-    async def run() -> float:
-        conn = await asyncpg.connect(url)
-        await conn.execute(
-            "DROP TABLE IF EXISTS bench_upsert;"
-            " CREATE TABLE bench_upsert (LIKE entities INCLUDING ALL)"
-        )
-        pending = list(reversed(chunks))
-        start = time.perf_counter()
-        await asyncio.gather(*(_drain(url, UPSERT, pending) for _ in range(streams)))
-        rate = sum(len(c) for c in chunks) / (time.perf_counter() - start)
-        await conn.execute("DROP TABLE bench_upsert")
-        await conn.close()
-        return rate
-
-    return asyncio.run(run())
+    return _copy_rate(url, "bench_upsert", "entities", UPSERT, chunks, streams)
 
 
 def history_insert_rate(url: str, rows: int, streams: int = 2) -> float:
@@ -149,17 +135,26 @@ def history_insert_rate(url: str, rows: int, streams: int = 2) -> float:
         for first in range(0, rows, 10_000)
     ]  # fmt: skip
 
+    return _copy_rate(url, "bench_history", "history", sql, chunks, streams)
+
+
+def _copy_rate(
+    url: str, table: str, like: str, sql: str, chunks: list[list[Any]], streams: int
+) -> float:
+    """Rows a second that `sql` writes into `table`, a copy of the shape of `like` (columns,
+    keys, indexes), executemany a chunk a transaction over `streams` connections at once; the
+    copy is dropped afterwards."""
+
     async def run() -> float:
         conn = await asyncpg.connect(url)
         await conn.execute(
-            "DROP TABLE IF EXISTS bench_history;"
-            " CREATE TABLE bench_history (LIKE history INCLUDING ALL)"
+            f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (LIKE {like} INCLUDING ALL)"
         )
         pending = list(reversed(chunks))
         start = time.perf_counter()
         await asyncio.gather(*(_drain(url, sql, pending) for _ in range(streams)))
-        rate = rows / (time.perf_counter() - start)
-        await conn.execute("DROP TABLE bench_history")
+        rate = sum(len(c) for c in chunks) / (time.perf_counter() - start)
+        await conn.execute(f"DROP TABLE {table}")
         await conn.close()
         return rate
 

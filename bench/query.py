@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from bench import pg
-from bench.harness import LatencyRow, citytwin, latency_table
+from bench.harness import LatencyRow, citytwin, latency_legend, latency_table
 from citytwin.store import is_postgres
 from citytwin.store.base import Query
 
@@ -217,10 +217,8 @@ def main() -> None:
     print(f"\ncitytwin query benchmark: {args.count:,} entities on {pg.store_name(db)},"
           f" {args.workers} worker(s), {args.samples} samples each")  # fmt: skip
     latency_table("question", rows, 26)
-    print("(milliseconds; 'SQL' runs the query citytwin compiles directly on the same store;"
-          " ratio: its p50 over\n the HTTP p50)")  # fmt: skip
-    if is_postgres(db):
-        print("('raw' asks the same question in one hand-written statement with asyncpg)")
+    raw = "asks the same question" if is_postgres(db) else None
+    latency_legend("the query citytwin compiles", raw)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from bench import pg
-from bench.harness import Latencies, LatencyRow, citytwin, latency_table
+from bench.harness import Latencies, LatencyRow, citytwin, latency_legend, latency_table
 from citytwin.store import is_postgres
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -296,10 +296,8 @@ def main() -> None:
           f" observations = {total:,} instances on {pg.store_name(db)},"
           f" {args.workers} worker(s)")  # fmt: skip
     latency_table("read", rows, 34)
-    print("(milliseconds; 'SQL' runs citytwin's history SQL directly on the same store;"
-          " ratio: its p50 over\n the HTTP p50)")  # fmt: skip
-    if is_postgres(db):
-        print("('raw' does the same read in one hand-written statement with asyncpg)")
+    raw = "does the same read" if is_postgres(db) else None
+    latency_legend("citytwin's history SQL", raw)
     print(f"bytes on disk per instance: {per_instance:.0f} (all tables and indexes)")
     if load_rate is not None:
         print(f"load through the temporal write path: {load_rate:,.0f} instances/s; raw"

@@ -144,10 +144,9 @@ class Timeline:
     async def _read(
         self, tenant: str, entities: list[Entity], temporal: Temporal, select: HistoryQuery
     ) -> History:
-        if temporal.form == AGGREGATED:
-            ids = [e["id"] for e in entities]
-            return History(entities, {}, await self._periods(tenant, ids, select, temporal))
         ids = [e["id"] for e in entities]
+        if temporal.form == AGGREGATED:
+            return History(entities, {}, await self._periods(tenant, ids, select, temporal))
         wanted = replace(select, last_n=temporal.last_n, limit=self.cap + 1)
         rows = await self.store.history(tenant, ids, wanted)
         try:

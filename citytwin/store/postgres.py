@@ -229,6 +229,8 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
         return [tuple(r) for r in rows]  # type: ignore[misc]
 
     async def _flush(self, conn: asyncpg.Connection, plan: Plan) -> None:
+        if len(plan.final) >= MAX_CHANGES:  # (a change row an entity at most)
+            raise ValueError(f"one write can change at most {MAX_CHANGES - 1} entities")
         tenant = plan.tenant
         gone = [i for i, e in plan.final.items() if e is None and plan.existed(i)]
         written = [(i, e) for i, e in plan.final.items() if e is not None]
@@ -260,8 +262,6 @@ class PostgresStore(LogMixin, DevicesMixin, TimelineMixin, NotifyMixin):
         await history.forget(conn, tenant, sorted(plan.deleted))
         parts = await history.append(conn, plan.records())
         changes = list(plan.changes(now_iso()))
-        if len(changes) >= MAX_CHANGES:
-            raise ValueError(f"one write can change at most {MAX_CHANGES - 1} entities")
         if changes:
             rows = [(*change, self._base + place) for place, change in enumerate(changes)]
             parts.append(Part(LOGGED, columns(rows, 7)))

@@ -98,14 +98,13 @@ async def _replace(
 ) -> set[tuple[Any, ...]]:
     """Delete the instances the new ones replace (same series and observedAt), in one
     statement; the hours of those deleted need their roll-ups recomputed."""
-    columns = [list(c) for c in zip(*replaced, strict=True)]
     gone = await conn.fetch(
         "DELETE FROM history h USING unnest($1::text[], $2::text[], $3::text[], $4::text[],"
         " $5::bigint[]) AS r(tenant, id, attr, dataset, observed)"
         " WHERE h.tenant = r.tenant AND h.id = r.id AND h.attr = r.attr"
         " AND h.dataset = r.dataset AND h.observed = r.observed"
         " RETURNING h.tenant, h.id, h.attr, h.dataset, h.observed",
-        *columns,
+        *columns(replaced, 5),
     )
     return {(*row[:4], row[4] // HOUR) for row in gone}
 

@@ -61,7 +61,8 @@ class LogMixin:
     ) -> list[ChangeRecord]:
         was = "before" if before else "CASE WHEN after IS NULL THEN before END"
         rows = await self.pool.fetch(
-            f"SELECT seq, tenant, id, attrs, {was}, after, at, seq < {self._horizon} AS final"
+            f"SELECT seq, tenant, id, attrs, {was}, after, at,"
+            f" seq < (SELECT {self._horizon}) AS final"  # (a subquery: the horizon once)
             " FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
             seq,
             limit,

@@ -37,7 +37,7 @@ from citytwin.store.postgres_sql import (
     order_by,
     without_regex,
 )
-from citytwin.store.regex_literal import narrowing
+from citytwin.store.regex_literal import id_conditions
 from citytwin.store.sqlite_query import regexp
 
 Judge = Callable[[Entity], bool]  # the Python check of a candidate (regular expressions)
@@ -78,7 +78,9 @@ async def select(conn: asyncpg.Connection, tenant: str, query: Query) -> Selecti
         parts.append(f"e.id = ANY({params.add(list(query.ids))}::text[])")
     checked = query.id_pattern is not None
     if query.id_pattern is not None:
-        parts += _narrowed("t.id" if one_type else "e.id", query.id_pattern, params)
+        column = "t.id" if one_type else "e.id"  # a prefix is a range of its index ("C")
+        tests = id_conditions(column, query.id_pattern, "strpos")
+        parts += [sql.format(params.add(value)) for sql, value in tests]
     for node in (query.types, query.q, query.scope_q):
         if node is None:
             continue
@@ -140,17 +142,6 @@ async def _judged(
     return kept
 
 
-def _narrowed(column: str, pattern: str, params: Params) -> list[str]:
-    """Conditions every id the pattern matches meets (regex_literal), so that the Python judge
-    sees fewer candidates; a prefix is a range of the id index ("C" collation)."""
-    found = narrowing(pattern)
-    if found is None:
-        return []
-    tests = [(f"{column} >= {{}}", found.low), (f"{column} < {{}}", found.high),
-             (f"strpos({column}, {{}}) > 0", found.part)]  # fmt: skip
-    return [sql.format(params.add(value)) for sql, value in tests if value is not None]
-
-
 async def matching_ids(
     conn: asyncpg.Connection, tenant: str, query: Query, judge: Judge
 ) -> list[str]:
@@ -158,9 +149,8 @@ async def matching_ids(
     s = await select(conn, tenant, query)
     if not s.checked:
         return [i for (i,) in await conn.fetch(s.sql("e.id") + " ORDER BY e.id", *s.params)]
-    sql = s.sql("e.raw") + " ORDER BY e.id"
-    docs = [orjson.loads(raw) for (raw,) in await conn.fetch(sql, *s.params)]
-    return [doc["id"] for doc in docs if judge(doc)]
+    kept = await _judged(conn, s.sql("e.raw") + " ORDER BY e.id", s.params, judge, None)
+    return [doc["id"] for doc in kept]
 
 
 def selects(node: Node, entity: Entity) -> bool:

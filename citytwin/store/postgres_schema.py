@@ -140,7 +140,7 @@ MIGRATIONS: list[str] = [
         SELECT tenant, id, t FROM entities, unnest(types) t ON CONFLICT DO NOTHING;
     """,
     # 6: a change's number is written by its transaction (its id and the change's place in
-    # it, postgres_log.NUMBER) instead of taken from a sequence; the numbers so far stay, and
+    # it, postgres_log.LOGGED) instead of taken from a sequence; the numbers so far stay, and
     # are below every new one
     """
     ALTER TABLE changes ALTER COLUMN seq DROP IDENTITY;

@@ -132,8 +132,8 @@ class TimelineMixin:
             for s in kept:
                 alike.setdefault((s.numeric, spans[s.entity]), []).append(s)
             totals: dict[Series, list[tuple[int, Totals]]] = {}
+            prop = query.window.prop
             for (_, shared), group in alike.items():
-                prop = query.window.prop
                 totals.update(await _aggregate(conn, tenant, group, prop, list(shared), methods))
         found = []
         for of_entity in _by_entity(kept).values():

@@ -11,8 +11,6 @@ keeps every match.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 _META = set(".^$*+?{}[]\\|()")
 
 
@@ -62,19 +60,16 @@ def prefix_bounds(prefix: str) -> tuple[str, str | None]:
     return prefix, None
 
 
-@dataclass(frozen=True)
-class Narrowing:
-    """What every id a pattern matches meets: low <= id < high (None: no such bound), or `part`
-    within it."""
-
-    low: str | None = None
-    high: str | None = None
-    part: str | None = None
-
-
-def narrowing(pattern: str) -> Narrowing | None:
+def id_conditions(column: str, pattern: str, contains: str) -> list[tuple[str, str]]:
+    """SQL tests on a text id `column` that every id the pattern matches passes, each with `{}`
+    where its value goes: a range for a prefix (the id index's), else the dialect's substring
+    function `contains` (instr, strpos)."""
     found = required_literal(pattern)
     if found is None:
-        return None
+        return []
     literal, anchored = found
-    return Narrowing(*prefix_bounds(literal)) if anchored else Narrowing(part=literal)
+    if not anchored:
+        return [(f"{contains}({column}, {{}}) > 0", literal)]
+    low, high = prefix_bounds(literal)
+    tests = [(f"{column} >= {{}}", low)]
+    return tests + [(f"{column} < {{}}", high)] if high is not None else tests

@@ -5,13 +5,34 @@ not deadlock, and two processes meeting a new month both write."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+from asyncpg.transaction import Transaction
 
 from citytwin.store.base import Change, Query
 from citytwin.store.postgres import PostgresStore
 from tests.store.test_contract import LATER, create, sensor, set_pm25
+
+AN_ID = "SELECT pg_current_xact_id()"  # gives the transaction its id
+
+
+@contextlib.asynccontextmanager
+async def other_transaction(database: str, statement: str) -> AsyncIterator[Transaction]:
+    """Another connection's transaction, begun with `statement`; rolled back at the end unless
+    the test ended it."""
+    conn = await asyncpg.connect(database)
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        await conn.execute(statement)
+        yield tx
+    finally:
+        if conn.is_in_transaction():
+            await tx.rollback()
+        await conn.close()
 
 
 async def test_a_reader_following_numbers_misses_no_change(database: str) -> None:  # noqa: F811
@@ -23,18 +44,15 @@ async def test_a_reader_following_numbers_misses_no_change(database: str) -> Non
         a, b = sensor(1, 5), sensor(2, 5)
         await store.mutate("", [(a["id"], create(a)), (b["id"], create(b))])
         seen = await store.last_change()
-        blocker = await asyncpg.connect(database)
-        tx = blocker.transaction()
-        await tx.start()
-        await blocker.execute("LOCK TABLE series IN EXCLUSIVE MODE")  # T1 waits after its log row
-        slow = asyncio.create_task(store.mutate("", [(a["id"], set_pm25(8, LATER))]))
-        await asyncio.sleep(0.5)
-        no_history = lambda e: Change({**e, "modifiedAt": LATER}, "updated", history=[])  # noqa: E731
-        await store.mutate("", [(b["id"], no_history)])  # T2 commits first
-        got = await store.changes_since(seen)
-        cursor = got[-1].seq if got else seen  # a notifier/stream moves on to what it has read
-        await tx.rollback()
-        await blocker.close()
+        lock = "LOCK TABLE series IN EXCLUSIVE MODE"  # T1 waits at its history
+        async with other_transaction(database, lock) as tx:
+            slow = asyncio.create_task(store.mutate("", [(a["id"], set_pm25(8, LATER))]))
+            await asyncio.sleep(0.5)
+            no_history = lambda e: Change({**e, "modifiedAt": LATER}, "updated", history=[])  # noqa: E731
+            await store.mutate("", [(b["id"], no_history)])  # T2 commits first
+            got = await store.changes_since(seen)
+            cursor = got[-1].seq if got else seen  # a notifier/stream moves to what it read
+            await tx.rollback()
         await slow
         everything = await store.changes_since(seen)
         later = await store.changes_since(cursor)
@@ -117,14 +135,9 @@ async def test_changes_behind_a_running_transaction_are_read_once_it_ends(
     await store.open()
     try:
         seen = await store.last_change()
-        blocker = await asyncpg.connect(database)
-        tx = blocker.transaction()
-        await tx.start()
-        await blocker.fetchval("SELECT pg_current_xact_id()")  # an id, below the write's
         woken, got = asyncio.Event(), []
         store.watch(woken.set)
         entity = sensor(1, 5)
-        await store.mutate("", [(entity["id"], create(entity))])
 
         async def reader() -> None:
             while not got:
@@ -132,15 +145,16 @@ async def test_changes_behind_a_running_transaction_are_read_once_it_ends(
                 woken.clear()
                 got.extend(await store.changes_since(seen))
 
-        reading = asyncio.create_task(reader())
-        await asyncio.sleep(0.5)
-        assert got == [] and await store.last_change() == seen
-        assert "behind a transaction still running" in caplog.text
-        await tx.commit()
-        await asyncio.wait_for(reading, 5)
+        async with other_transaction(database, AN_ID) as tx:  # an id below the write's
+            await store.mutate("", [(entity["id"], create(entity))])
+            reading = asyncio.create_task(reader())
+            await asyncio.sleep(0.5)
+            assert got == [] and await store.last_change() == seen
+            assert "behind a transaction still running" in caplog.text
+            await tx.commit()
+            await asyncio.wait_for(reading, 5)
         assert [c.entity_id for c in got] == [entity["id"]]
         assert await store.last_change() == got[0].seq
-        await blocker.close()
     finally:
         await store.close()
 
@@ -214,20 +228,15 @@ async def test_a_store_opening_while_writes_overlap_keeps_the_base(database: str
     log and raise the base (processes would number with different bases)."""
     store = PostgresStore(database)
     await store.open()
-    blocker = await asyncpg.connect(database)
-    tx = blocker.transaction()
-    await tx.start()
     try:
-        await blocker.fetchval("SELECT pg_current_xact_id()")
-        entity = sensor(1, 5)
-        await store.mutate("", [(entity["id"], create(entity))])
-        other = PostgresStore(database)
-        await other.open()
-        await other.close()
+        async with other_transaction(database, AN_ID):
+            entity = sensor(1, 5)
+            await store.mutate("", [(entity["id"], create(entity))])
+            other = PostgresStore(database)
+            await other.open()
+            await other.close()
         assert other._base == store._base == 0
     finally:
-        await tx.rollback()
-        await blocker.close()
         await store.close()
 
 
